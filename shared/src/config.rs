@@ -1,0 +1,353 @@
+//! Typed settings, read once per process from the environment (and, on Lambda, Secrets Manager).
+//!
+//! A missing or invalid value stops start-up with one line naming the variable. Secret values are
+//! wrapped in [`SecretString`] so that neither `Debug` nor `Display` can print them, and an error
+//! about a secret never repeats its value.
+
+use std::{fmt, str::FromStr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// A configuration problem, worded as the one line an operator needs to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    fn invalid(name: &str, expected: &str, got: &str) -> Self {
+        Self(format!("{name} must be {expected} (got {got:?})"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Test,
+    Staging,
+    Production,
+}
+
+impl AppEnv {
+    /// Staging and production refuse development defaults for secrets.
+    pub fn is_deployed(self) -> bool {
+        matches!(self, Self::Staging | Self::Production)
+    }
+}
+
+impl FromStr for AppEnv {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "development" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            "staging" => Ok(Self::Staging),
+            "production" => Ok(Self::Production),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for AppEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Staging => "staging",
+            Self::Production => "production",
+        })
+    }
+}
+
+/// Every setting of the product. Built by [`Config::from_env`] in `main`, or by
+/// [`Config::from_lookup`] in tests, which then never touch the process environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub app_env: AppEnv,
+    pub app_name: String,
+    pub app_url: String,
+    pub port: u16,
+    pub database_url: SecretString,
+    pub database_read_url: Option<SecretString>,
+    /// PEM bundle trusted for Postgres TLS in addition to the public web roots (the RDS CA).
+    pub database_ca_cert: Option<String>,
+    pub db_pool_max: usize,
+    pub db_statement_timeout: Duration,
+    pub redis_url: SecretString,
+    /// Every Redis key starts with this, so that several apps (or tests) can share one Redis.
+    pub redis_key_prefix: String,
+    pub jwt_secret: SecretString,
+    /// `kid:secret` pairs still accepted for verification during a key rotation.
+    pub jwt_previous_secrets: Vec<(String, SecretString)>,
+    pub jwt_expires_in: Duration,
+    pub refresh_token_expires_in: Duration,
+    pub allowed_origins: Vec<String>,
+    pub rate_limit_max: u32,
+    pub rate_limit_window: Duration,
+    pub trust_forwarded_for: bool,
+    pub origin_verify_secret: Option<SecretString>,
+    pub log_level: String,
+    pub sentry_dsn: Option<SecretString>,
+    pub uploads_bucket: Option<String>,
+    pub backup_bucket: Option<String>,
+    pub aws_endpoint_url: Option<String>,
+}
+
+const DEV_JWT_SECRET: &str = "development-only-secret-change-me-0123456789";
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, which answers a variable's value by name.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let app_env = env.parse_or(
+            "APP_ENV",
+            AppEnv::Development,
+            "one of development, test, staging, production",
+        )?;
+        let on_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
+
+        let jwt_secret = match env.get("JWT_SECRET") {
+            Some(secret) => secret,
+            None if app_env.is_deployed() => {
+                return Err(ConfigError(
+                    "JWT_SECRET is required in staging and production".into(),
+                ));
+            }
+            None => DEV_JWT_SECRET.to_owned(),
+        };
+        if jwt_secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(ConfigError(format!(
+                "JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes long"
+            )));
+        }
+
+        let db_pool_max = env.parse_or(
+            "DB_POOL_MAX",
+            if on_lambda { 2 } else { 10 },
+            "a whole number from 1 to 1000",
+        )?;
+        if !(1..=1000).contains(&db_pool_max) {
+            return Err(ConfigError::invalid(
+                "DB_POOL_MAX",
+                "a whole number from 1 to 1000",
+                &db_pool_max.to_string(),
+            ));
+        }
+        let rate_limit_max = env.parse_or("RATE_LIMIT_MAX", 100u32, "a positive whole number")?;
+        if rate_limit_max == 0 {
+            return Err(ConfigError::invalid(
+                "RATE_LIMIT_MAX",
+                "a positive whole number",
+                "0",
+            ));
+        }
+
+        Ok(Self {
+            app_env,
+            app_name: env.get("APP_NAME").unwrap_or_else(|| "backend".into()),
+            app_url: env
+                .get("APP_URL")
+                .unwrap_or_else(|| "http://localhost:3000".into()),
+            port: env.parse_or("PORT", 3000, "a port number from 1 to 65535")?,
+            database_url: env
+                .get("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/backend_development".into())
+                .into(),
+            database_read_url: env.get("DATABASE_READ_URL").map(Into::into),
+            database_ca_cert: env.get("DATABASE_CA_CERT"),
+            db_pool_max,
+            db_statement_timeout: env
+                .duration_or("DB_STATEMENT_TIMEOUT", Duration::from_secs(5))?,
+            redis_url: env
+                .get("REDIS_URL")
+                .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
+                .into(),
+            redis_key_prefix: env.get("REDIS_KEY_PREFIX").unwrap_or_else(|| "app:".into()),
+            jwt_secret: jwt_secret.into(),
+            jwt_previous_secrets: parse_previous_secrets(
+                env.get("JWT_PREVIOUS_SECRETS").as_deref(),
+            )?,
+            jwt_expires_in: env.duration_or("JWT_EXPIRES_IN", Duration::from_secs(15 * 60))?,
+            refresh_token_expires_in: env.duration_or(
+                "REFRESH_TOKEN_EXPIRES_IN",
+                Duration::from_secs(7 * 24 * 3600),
+            )?,
+            allowed_origins: env
+                .get("ALLOWED_ORIGINS")
+                .unwrap_or_else(|| "http://localhost:5173".into())
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            rate_limit_max,
+            rate_limit_window: env
+                .duration_or("RATE_LIMIT_WINDOW", Duration::from_secs(15 * 60))?,
+            trust_forwarded_for: env.parse_or("TRUST_FORWARDED_FOR", false, "true or false")?,
+            origin_verify_secret: env.get("ORIGIN_VERIFY_SECRET").map(Into::into),
+            log_level: env.get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
+            sentry_dsn: env.get("SENTRY_DSN").map(Into::into),
+            uploads_bucket: env.get("UPLOADS_BUCKET"),
+            backup_bucket: env.get("BACKUP_BUCKET"),
+            aws_endpoint_url: env.get("AWS_ENDPOINT_URL"),
+        })
+    }
+
+    /// The read pool's URL: the replica when one is configured, the primary otherwise.
+    pub fn read_url(&self) -> &SecretString {
+        self.database_read_url
+            .as_ref()
+            .unwrap_or(&self.database_url)
+    }
+}
+
+/// `JWT_PREVIOUS_SECRETS`: comma-separated `kid:secret` pairs.
+fn parse_previous_secrets(raw: Option<&str>) -> Result<Vec<(String, SecretString)>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (kid, secret) = pair
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| ConfigError("JWT_PREVIOUS_SECRETS must be comma-separated kid:secret pairs".into()))?;
+            if kid.is_empty() || secret.len() < MIN_JWT_SECRET_BYTES {
+                return Err(ConfigError(format!(
+                    "JWT_PREVIOUS_SECRETS: each entry needs a kid and a secret of at least {MIN_JWT_SECRET_BYTES} bytes"
+                )));
+            }
+            Ok((kid.to_owned(), SecretString::from(secret.to_owned())))
+        })
+        .collect()
+}
+
+/// Durations are written `900` (seconds), `900s`, `15m`, `2h`, `7d` or `250ms`.
+pub fn parse_duration(raw: &str) -> Option<Duration> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let duration = match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        "d" => Duration::from_secs(n.checked_mul(86_400)?),
+        _ => return None,
+    };
+    (!duration.is_zero()).then_some(duration)
+}
+
+struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    /// A variable that is unset or blank counts as absent.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn parse_or<T: FromStr>(
+        &self,
+        name: &str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::invalid(name, expected, &raw)),
+        }
+    }
+
+    fn duration_or(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => parse_duration(&raw).ok_or_else(|| {
+                ConfigError::invalid(name, "a duration such as 900, 15m, 7d or 250ms", &raw)
+            }),
+        }
+    }
+}
+
+/// For call sites that must hand a secret to a library; keeps `expose_secret` greppable.
+pub fn expose(secret: &SecretString) -> &str {
+    secret.expose_secret()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = config(&[]).expect("defaults are valid");
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.db_pool_max, 10);
+        assert_eq!(c.rate_limit_max, 100);
+        assert_eq!(c.rate_limit_window, Duration::from_secs(900));
+        assert_eq!(c.jwt_expires_in, Duration::from_secs(900));
+        assert_eq!(c.refresh_token_expires_in, Duration::from_secs(604_800));
+        assert_eq!(c.allowed_origins, vec!["http://localhost:5173".to_owned()]);
+    }
+
+    #[test]
+    fn the_pool_defaults_to_two_connections_on_lambda() {
+        let c = config(&[("AWS_LAMBDA_FUNCTION_NAME", "users")]).expect("valid");
+        assert_eq!(c.db_pool_max, 2);
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_variable() {
+        let err = config(&[("DB_POOL_MAX", "lots")]).expect_err("invalid");
+        assert!(err.to_string().contains("DB_POOL_MAX"), "{err}");
+        let err = config(&[("RATE_LIMIT_WINDOW", "soon")]).expect_err("invalid");
+        assert!(err.to_string().contains("RATE_LIMIT_WINDOW"), "{err}");
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_refused_without_echoing_it() {
+        let err = config(&[("JWT_SECRET", "short-secret-value")]).expect_err("too short");
+        assert!(err.to_string().contains("JWT_SECRET"));
+        assert!(!err.to_string().contains("short-secret-value"));
+    }
+
+    #[test]
+    fn production_requires_a_jwt_secret() {
+        let err = config(&[("APP_ENV", "production")]).expect_err("required");
+        assert!(err.to_string().contains("JWT_SECRET"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = config(&[("DATABASE_URL", "postgres://u:hunter2hunter2@db/x")]).expect("valid");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("900"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), None);
+        assert_eq!(parse_duration("1w"), None);
+    }
+}

@@ -1,0 +1,23 @@
+//! The library every function links: configuration, telemetry, Postgres, Redis, HTTP layers and
+//! errors, and (behind features) the migration engine.
+
+#[cfg(feature = "auth")]
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod http;
+#[cfg(feature = "migrate")]
+pub mod migrate;
+pub mod state;
+pub mod telemetry;
+
+pub use state::AppState;
+
+/// Runs a route group on Lambda: wraps it in the common layers and serves invocations.
+pub async fn run_on_lambda(
+    routes: axum::Router,
+    state: &AppState,
+) -> Result<(), lambda_http::Error> {
+    lambda_http::run(http::app(routes, &state.config)).await
+}

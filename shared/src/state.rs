@@ -1,0 +1,55 @@
+//! What every handler can reach: settings, the Postgres pools and Redis. Built once per process.
+
+use std::{sync::Arc, time::Instant};
+
+use anyhow::Context;
+use deadpool_postgres::Pool;
+
+use crate::{
+    cache::Cache,
+    config::Config,
+    db::{self, PoolSettings},
+};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    /// The primary: every write, and every read that must see the caller's own writes.
+    pub db: Pool,
+    /// The read replica (the primary when `DATABASE_READ_URL` is unset): reads that tolerate lag.
+    pub db_read: Pool,
+    pub cache: Cache,
+    pub started_at: Instant,
+}
+
+impl AppState {
+    /// Builds the pools and the Redis client; opens no connection yet.
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let settings = PoolSettings::from_config(&config);
+        let db = db::pool(&config.database_url, &settings).context("DATABASE_URL")?;
+        let db_read = match &config.database_read_url {
+            Some(url) => db::pool(url, &settings).context("DATABASE_READ_URL")?,
+            None => db.clone(),
+        };
+        let cache = Cache::new(&config.redis_url, &config.redis_key_prefix)?;
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            db_read,
+            cache,
+            started_at: Instant::now(),
+        })
+    }
+
+    /// Reads the environment and builds the state: what every `main` calls once per cold start.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::new(Config::from_env()?)
+    }
+}
+
+/// rustls needs one process-wide crypto provider when more than one is linked.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
