@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, types::Type};
 
 /// An arbitrary constant naming this app's migration lock.
-const LOCK_KEY: i64 = 0x6d69_6772_6174_65; // "migrate"
+const LOCK_KEY: i64 = 0x006d_6967_7261_7465; // "migrate"
 
 #[derive(Debug, Clone)]
 pub struct Migration {

@@ -108,12 +108,12 @@ pub fn redact(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(redact),
         Value::String(text) => {
             let trimmed = text.trim_start();
-            if trimmed.starts_with('{') || trimmed.starts_with('[') {
-                if let Ok(mut inner) = serde_json::from_str::<Value>(text) {
-                    redact(&mut inner);
-                    *text = inner.to_string();
-                    return;
-                }
+            if (trimmed.starts_with('{') || trimmed.starts_with('['))
+                && let Ok(mut inner) = serde_json::from_str::<Value>(text)
+            {
+                redact(&mut inner);
+                *text = inner.to_string();
+                return;
             }
             *text = scrub_text(text);
         }

@@ -26,7 +26,9 @@ where
         if !is_json(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| body_error(&r))?;
         parse_json(&bytes).map(Json)
     }
 }
@@ -44,7 +46,9 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let has_json_type = is_json(req.headers());
-        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| body_error(&r))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }
@@ -55,7 +59,7 @@ where
     }
 }
 
-fn body_error(rejection: BytesRejection) -> ApiError {
+fn body_error(rejection: &BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge
     } else {

@@ -196,11 +196,13 @@ async fn request_scope(req: Request, next: Next) -> Response {
     REQUEST_ID
         .scope(id, async move {
             let res = next.run(req).await;
-            let is_problem = res
+            // Our own errors and JSON answers (a degraded /health) are already shaped; only bodies
+            // without a type or with plain text come from a library's default.
+            let is_plain = res
                 .headers()
                 .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-            if res.status().as_u16() < 400 || is_problem {
+                .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+            if res.status().as_u16() < 400 || !is_plain {
                 return res;
             }
             let (mut parts, _) = res.into_parts();

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Makes sure the services the API and its tests talk to are up on their loopback ports:
+# Postgres 127.0.0.1:5432 and Redis 127.0.0.1:6379. Starts a stopped local install; on a machine
+# without them, run `docker compose up -d` first.
+set -euo pipefail
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+
+wait_for() {
+  local what=$1 check=$2
+  for _ in $(seq 1 60); do
+    if $check; then return 0; fi
+    sleep 0.5
+  done
+  echo "services: $what did not come up" >&2
+  return 1
+}
+
+if ! pg_up; then
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    echo "services: starting Postgres"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start || true
+    wait_for Postgres pg_up
+  else
+    echo "services: Postgres is not running on 127.0.0.1:5432; start it (docker compose up -d)" >&2
+    exit 1
+  fi
+fi
+
+if ! redis_up; then
+  if command -v redis-server >/dev/null 2>&1; then
+    echo "services: starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    wait_for Redis redis_up
+  else
+    echo "services: Redis is not running on 127.0.0.1:6379; start it (docker compose up -d)" >&2
+    exit 1
+  fi
+fi
+echo "services: Postgres and Redis are up"

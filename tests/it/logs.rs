@@ -1,0 +1,145 @@
+//! Log lines are JSON with the contract's fields, and secrets never reach them.
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+use axum::{Router, body::Body, routing::post};
+use http::{Method, header};
+use serde_json::Value;
+use shared::http::ApiError;
+
+use crate::support::{TestApp, request, send_to};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("capture lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn lines(&self) -> Vec<Value> {
+        let text =
+            String::from_utf8(self.0.lock().expect("capture lock").clone()).expect("utf-8 logs");
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("capture lock").clone()).expect("utf-8 logs")
+    }
+}
+
+async fn leaky_handler() -> ApiError {
+    tracing::info!(
+        password = "hunter2-pass-secret",
+        body = r#"{"user":{"email":"ana@example.com","refresh_token":"tok-nested-secret"}}"#,
+        "login attempt"
+    );
+    ApiError::Unexpected(anyhow::anyhow!(
+        "upstream refused the call: header authorization: Bearer eyJhbGciOiJIUzI1NiJ9.header-secret.sig"
+    ))
+}
+
+#[tokio::test]
+async fn secrets_are_redacted_in_fields_nested_json_and_error_messages() {
+    let app = TestApp::spawn().await;
+    let capture = Capture::default();
+    let sink = capture.clone();
+    let _guard =
+        tracing::subscriber::set_default(shared::telemetry::subscriber("info", move || {
+            sink.clone()
+        }));
+
+    let routes = Router::new().route("/probe/leak", post(leaky_handler));
+    let router = shared::http::app(routes, &app.state.config);
+    let req = request(Method::POST, "/probe/leak")
+        .header(header::AUTHORIZATION, "Bearer header-token-secret")
+        .header(header::COOKIE, "refresh_token=cookie-secret")
+        .body(Body::empty())
+        .expect("req");
+    let res = send_to(&router, req).await;
+    assert_eq!(res.status, 500);
+
+    let text = capture.text();
+    for secret in [
+        "hunter2-pass-secret",
+        "tok-nested-secret",
+        "header-secret",
+        "header-token-secret",
+        "cookie-secret",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked into the logs:\n{text}"
+        );
+    }
+    assert!(text.contains("[REDACTED]"), "{text}");
+    assert!(
+        text.contains("ana@example.com"),
+        "non-secret data stays readable:\n{text}"
+    );
+
+    let lines = capture.lines();
+    let request_id = res.header("x-request-id").expect("request id");
+    let attempt = lines
+        .iter()
+        .find(|l| l["message"] == "login attempt")
+        .expect("the handler's line");
+    for field in [
+        "timestamp",
+        "level",
+        "message",
+        "target",
+        "request_id",
+        "cold_start",
+    ] {
+        assert!(
+            attempt.get(field).is_some(),
+            "{field} missing from {attempt}"
+        );
+    }
+    assert_eq!(attempt["request_id"], request_id);
+    assert_eq!(attempt["password"], "[REDACTED]");
+    let failure = lines
+        .iter()
+        .find(|l| l["message"] == "request failed")
+        .expect("the error line");
+    assert_eq!(failure["level"], "ERROR");
+    assert_eq!(
+        failure["request_id"], request_id,
+        "the cause is logged under the body's request id"
+    );
+    let access = lines
+        .iter()
+        .find(|l| l["message"] == "request completed")
+        .expect("the access log line");
+    assert_eq!(access["status"], 500);
+    assert_eq!(access["path"], "/probe/leak");
+}
+
+#[tokio::test]
+async fn log_level_filters_lines() {
+    let capture = Capture::default();
+    let sink = capture.clone();
+    let _guard =
+        tracing::subscriber::set_default(shared::telemetry::subscriber("warn", move || {
+            sink.clone()
+        }));
+    tracing::info!("quiet");
+    tracing::warn!("loud");
+    let messages: Vec<Value> = capture
+        .lines()
+        .into_iter()
+        .map(|l| l["message"].clone())
+        .collect();
+    assert_eq!(messages, vec![Value::from("loud")]);
+}
