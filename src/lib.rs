@@ -8,12 +8,14 @@ use shared::AppState;
 
 /// Every route group's routes, without the common layers.
 pub fn routes(state: &AppState) -> Router {
-    Router::new().merge(health::router(state.clone()))
+    Router::new()
+        .merge(health::router(state.clone()))
+        .merge(auth::router(state.clone()))
 }
 
 /// The servable app: all routes plus the common layers, exactly as each function serves its own.
 pub fn app(state: &AppState) -> Router {
-    shared::http::app(routes(state), &state.config)
+    shared::http::app(routes(state), state)
 }
 
 /// Where migration files live: `MIGRATIONS_DIR`, else `./migrations`, else the repository's.

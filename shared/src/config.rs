@@ -76,8 +76,10 @@ pub struct Config {
     /// Every Redis key starts with this, so that several apps (or tests) can share one Redis.
     pub redis_key_prefix: String,
     pub jwt_secret: SecretString,
-    /// `kid:secret` pairs still accepted for verification during a key rotation.
-    pub jwt_previous_secrets: Vec<(String, SecretString)>,
+    /// Earlier signing secrets, still accepted for verification during a key rotation.
+    pub jwt_previous_secrets: Vec<SecretString>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
     pub jwt_expires_in: Duration,
     pub refresh_token_expires_in: Duration,
     pub allowed_origins: Vec<String>,
@@ -147,9 +149,10 @@ impl Config {
             ));
         }
 
+        let app_name = env.get("APP_NAME").unwrap_or_else(|| "backend".into());
         Ok(Self {
             app_env,
-            app_name: env.get("APP_NAME").unwrap_or_else(|| "backend".into()),
+            app_name: app_name.clone(),
             app_url: env
                 .get("APP_URL")
                 .unwrap_or_else(|| "http://localhost:3000".into()),
@@ -172,6 +175,10 @@ impl Config {
             jwt_previous_secrets: parse_previous_secrets(
                 env.get("JWT_PREVIOUS_SECRETS").as_deref(),
             )?,
+            jwt_issuer: env.get("JWT_ISSUER").unwrap_or_else(|| app_name.clone()),
+            jwt_audience: env
+                .get("JWT_AUDIENCE")
+                .unwrap_or_else(|| format!("{app_name}-api")),
             jwt_expires_in: env.duration_or("JWT_EXPIRES_IN", Duration::from_secs(15 * 60))?,
             refresh_token_expires_in: env.duration_or(
                 "REFRESH_TOKEN_EXPIRES_IN",
@@ -206,24 +213,22 @@ impl Config {
     }
 }
 
-/// `JWT_PREVIOUS_SECRETS`: comma-separated `kid:secret` pairs.
-fn parse_previous_secrets(raw: Option<&str>) -> Result<Vec<(String, SecretString)>, ConfigError> {
+/// `JWT_PREVIOUS_SECRETS`: comma-separated secrets. Each key's `kid` is derived from the secret
+/// itself, so a rotation needs no key ids to be chosen or kept in step.
+fn parse_previous_secrets(raw: Option<&str>) -> Result<Vec<SecretString>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(Vec::new());
     };
     raw.split(',')
-        .filter(|pair| !pair.trim().is_empty())
-        .map(|pair| {
-            let (kid, secret) = pair
-                .trim()
-                .split_once(':')
-                .ok_or_else(|| ConfigError("JWT_PREVIOUS_SECRETS must be comma-separated kid:secret pairs".into()))?;
-            if kid.is_empty() || secret.len() < MIN_JWT_SECRET_BYTES {
+        .map(str::trim)
+        .filter(|secret| !secret.is_empty())
+        .map(|secret| {
+            if secret.len() < MIN_JWT_SECRET_BYTES {
                 return Err(ConfigError(format!(
-                    "JWT_PREVIOUS_SECRETS: each entry needs a kid and a secret of at least {MIN_JWT_SECRET_BYTES} bytes"
+                    "JWT_PREVIOUS_SECRETS: each secret must be at least {MIN_JWT_SECRET_BYTES} bytes long"
                 )));
             }
-            Ok((kid.to_owned(), SecretString::from(secret.to_owned())))
+            Ok(SecretString::from(secret.to_owned()))
         })
         .collect()
 }

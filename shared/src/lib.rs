@@ -7,10 +7,12 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod metrics;
 #[cfg(feature = "migrate")]
 pub mod migrate;
 pub mod state;
 pub mod telemetry;
+pub mod users;
 
 pub use state::AppState;
 
@@ -19,5 +21,5 @@ pub async fn run_on_lambda(
     routes: axum::Router,
     state: &AppState,
 ) -> Result<(), lambda_http::Error> {
-    lambda_http::run(http::app(routes, &state.config)).await
+    lambda_http::run(http::app(routes, state)).await
 }

@@ -19,6 +19,9 @@ pub struct AppState {
     /// The read replica (the primary when `DATABASE_READ_URL` is unset): reads that tolerate lag.
     pub db_read: Pool,
     pub cache: Cache,
+    /// Signing and verification keys of access tokens.
+    #[cfg(feature = "auth")]
+    pub tokens: Arc<crate::auth::TokenKeys>,
     pub started_at: Instant,
 }
 
@@ -34,6 +37,8 @@ impl AppState {
         };
         let cache = Cache::new(&config.redis_url, &config.redis_key_prefix)?;
         Ok(Self {
+            #[cfg(feature = "auth")]
+            tokens: Arc::new(crate::auth::TokenKeys::from_config(&config)),
             config: Arc::new(config),
             db,
             db_read,

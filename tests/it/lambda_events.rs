@@ -16,7 +16,7 @@ fn fixture(name: &str) -> String {
 pub async fn invoke(app: &TestApp, routes: axum::Router, event: &str) -> TestResponse {
     let req =
         lambda_http::request::from_str(&fixture(event)).expect("a valid API Gateway v2 event");
-    let res = shared::http::app(routes, &app.state.config)
+    let res = shared::http::app(routes, &app.state)
         .oneshot(req)
         .await
         .expect("infallible");

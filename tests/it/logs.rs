@@ -60,7 +60,7 @@ async fn secrets_are_redacted_in_fields_nested_json_and_error_messages() {
         }));
 
     let routes = Router::new().route("/probe/leak", post(leaky_handler));
-    let router = shared::http::app(routes, &app.state.config);
+    let router = shared::http::app(routes, &app.state);
     let req = request(Method::POST, "/probe/leak")
         .header(header::AUTHORIZATION, "Bearer header-token-secret")
         .header(header::COOKIE, "refresh_token=cookie-secret")

@@ -2,8 +2,11 @@
 
 mod support;
 
+mod auth;
 mod health;
+mod jwt;
 mod lambda_events;
 mod layers;
 mod logs;
 mod migrations;
+mod rate_limit;

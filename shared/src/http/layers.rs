@@ -23,7 +23,7 @@ use tower_http::{
 };
 
 use super::error::{ApiError, PROBLEM_JSON, REQUEST_ID, problem_for_status};
-use crate::config::Config;
+use crate::{AppState, config::Config};
 
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -53,7 +53,8 @@ const SECURITY_HEADERS: [(&str, &str); 12] = [
 /// Wraps a route group (or several merged) into the servable app: the 404 fallback and every
 /// layer of "Behaviour on every response". Route groups carry no fallback of their own, so
 /// that they can be merged.
-pub fn app(routes: Router, config: &Config) -> Router {
+pub fn app(routes: Router, state: &AppState) -> Router {
+    let config = &state.config;
     let mut router = routes
         .fallback(|| async { ApiError::NotFound })
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
@@ -61,6 +62,10 @@ pub fn app(routes: Router, config: &Config) -> Router {
             |_panic: Box<dyn std::any::Any + Send>| {
                 ApiError::Unexpected(anyhow::anyhow!("the handler panicked")).into_response()
             },
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::rate_limit::limit,
         ))
         .layer(middleware::from_fn(request_scope))
         .layer(cors(config))

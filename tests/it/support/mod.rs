@@ -196,3 +196,53 @@ impl TestResponse {
         problem
     }
 }
+
+/// A registered user and the session that registration opened.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+pub const STRONG_PASSWORD: &str = "violet-canyon-drifts-47";
+
+impl TestApp {
+    /// Registers `email` through the API and returns its session.
+    pub async fn register(&self, email: &str) -> Session {
+        let res = self
+            .post_json(
+                "/api/v1/auth/register",
+                &serde_json::json!({"email": email, "password": STRONG_PASSWORD, "name": "Test User"}),
+            )
+            .await;
+        assert_eq!(
+            res.status,
+            201,
+            "register {email}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        let body = res.json();
+        Session {
+            id: body["user"]["id"].as_str().expect("id").to_owned(),
+            email: email.to_owned(),
+            password: STRONG_PASSWORD.to_owned(),
+            access_token: body["access_token"].as_str().expect("access").to_owned(),
+            refresh_token: body["refresh_token"].as_str().expect("refresh").to_owned(),
+        }
+    }
+
+    /// A request from another client IP (the socket peer, as in the local server).
+    pub fn from_ip(mut self, ip: &str) -> Self {
+        self.peer = SocketAddr::new(ip.parse().expect("ip"), 40000);
+        self
+    }
+
+    pub async fn send_from(&self, ip: &str, mut req: Request<Body>) -> TestResponse {
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(ip.parse().expect("ip"), 40000)));
+        send_to(&self.router, req).await
+    }
+}

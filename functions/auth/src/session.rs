@@ -1,0 +1,79 @@
+//! The token response and the refresh cookie.
+
+use axum::{
+    Json,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use shared::{
+    AppState,
+    auth::refresh::RefreshToken,
+    http::ApiError,
+    users::{Credentials, User},
+};
+
+pub const REFRESH_COOKIE: &str = "refresh_token";
+/// The cookie only travels to the auth routes, never to the rest of the API.
+const COOKIE_ATTRIBUTES: &str = "HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth";
+
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_token: &'a str,
+    refresh_expires_in: i64,
+    user: &'a User,
+}
+
+/// A new access token for `user`, with `refresh`, as body and cookie.
+pub fn respond(
+    state: &AppState,
+    status: StatusCode,
+    user: &Credentials,
+    refresh: &RefreshToken,
+) -> Result<Response, ApiError> {
+    let access = state.tokens.issue(user.user.id, user.token_generation)?;
+    let body = TokenResponse {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: state.tokens.lifetime().as_secs(),
+        refresh_token: &refresh.token,
+        refresh_expires_in: refresh.expires_in(),
+        user: &user.user,
+    };
+    let cookie = format!(
+        "{REFRESH_COOKIE}={}; Max-Age={}; {COOKIE_ATTRIBUTES}",
+        refresh.token,
+        refresh.expires_in()
+    );
+    let cookie = HeaderValue::from_str(&cookie).map_err(|e| ApiError::Unexpected(e.into()))?;
+    Ok((status, [(header::SET_COOKIE, cookie)], Json(body)).into_response())
+}
+
+pub fn clear_cookie() -> [(header::HeaderName, HeaderValue); 1] {
+    let cookie = format!("{REFRESH_COOKIE}=; Max-Age=0; {COOKIE_ATTRIBUTES}");
+    [(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).unwrap_or(HeaderValue::from_static("")),
+    )]
+}
+
+/// The refresh token from the body, or else from the cookie.
+pub fn refresh_token_from(body: Option<String>, headers: &HeaderMap) -> Option<String> {
+    body.filter(|t| !t.is_empty())
+        .or_else(|| cookie(headers, REFRESH_COOKIE))
+}
+
+/// Reads one cookie. Hand-written: a name lookup in `a=1; b=2` needs no cookie library.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, value)| *key == name && !value.is_empty())
+        .map(|(_, value)| value.to_owned())
+}

@@ -1,0 +1,198 @@
+//! Refresh tokens: 256 random bits, handed out once, stored only as their SHA-256 hash.
+//!
+//! Tokens belong to a family started at login or registration. Every refresh consumes its
+//! token and issues the next one in the family; the family itself ends 7 days after it started
+//! (`REFRESH_TOKEN_EXPIRES_IN`), however often it is refreshed. Presenting a token that was
+//! already used means it was stolen or replayed: the whole family is revoked.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio_postgres::{GenericClient, types::Type};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct RefreshToken {
+    pub token: String,
+    pub family_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl RefreshToken {
+    /// Seconds until this token expires, for `refresh_expires_in` and the cookie's Max-Age.
+    pub fn expires_in(&self) -> i64 {
+        (self.expires_at - Utc::now()).num_seconds().max(0)
+    }
+}
+
+#[derive(Debug)]
+pub enum Rotation {
+    Rotated {
+        user_id: Uuid,
+        next: RefreshToken,
+    },
+    /// An already-used token: its family is now revoked.
+    Reused,
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+pub fn hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(7))
+}
+
+async fn insert(
+    db: &impl GenericClient,
+    user_id: Uuid,
+    family_id: Uuid,
+    family_expires_at: DateTime<Utc>,
+    lifetime: Duration,
+) -> anyhow::Result<RefreshToken> {
+    let token = random_token();
+    let expires_at = (Utc::now() + to_chrono(lifetime)).min(family_expires_at);
+    db.execute_typed(
+        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at, family_expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            (&Uuid::now_v7(), Type::UUID),
+            (&user_id, Type::UUID),
+            (&family_id, Type::UUID),
+            (&hash(&token), Type::BYTEA),
+            (&expires_at, Type::TIMESTAMPTZ),
+            (&family_expires_at, Type::TIMESTAMPTZ),
+        ],
+    )
+    .await
+    .context("storing a refresh token")?;
+    Ok(RefreshToken {
+        token,
+        family_id,
+        expires_at,
+    })
+}
+
+/// Starts a new family (login, registration).
+pub async fn start_family(
+    db: &impl GenericClient,
+    user_id: Uuid,
+    lifetime: Duration,
+) -> anyhow::Result<RefreshToken> {
+    let family_expires_at = Utc::now() + to_chrono(lifetime);
+    insert(db, user_id, Uuid::now_v7(), family_expires_at, lifetime).await
+}
+
+/// Consumes `token` and issues the next one of its family. Run it in a transaction: the
+/// revocation of a reused family must be committed even though the caller answers 401.
+pub async fn rotate(
+    db: &impl GenericClient,
+    token: &str,
+    lifetime: Duration,
+) -> anyhow::Result<Rotation> {
+    let token_hash = hash(token);
+    let consumed = db
+        .query_typed_opt(
+            "UPDATE refresh_tokens SET used_at = now()
+             WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()
+             RETURNING user_id, family_id, family_expires_at",
+            &[(&token_hash, Type::BYTEA)],
+        )
+        .await
+        .context("consuming a refresh token")?;
+    if let Some(row) = consumed {
+        let next = insert(db, row.get(0), row.get(1), row.get(2), lifetime).await?;
+        return Ok(Rotation::Rotated {
+            user_id: row.get(0),
+            next,
+        });
+    }
+    let known = db
+        .query_typed_opt(
+            "SELECT family_id, used_at IS NOT NULL FROM refresh_tokens WHERE token_hash = $1",
+            &[(&token_hash, Type::BYTEA)],
+        )
+        .await
+        .context("looking up a refresh token")?;
+    match known {
+        Some(row) if row.get::<_, bool>(1) => {
+            revoke_family(db, row.get(0)).await?;
+            Ok(Rotation::Reused)
+        }
+        _ => Ok(Rotation::Invalid),
+    }
+}
+
+pub async fn revoke_family(db: &impl GenericClient, family_id: Uuid) -> anyhow::Result<()> {
+    db.execute_typed(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+        &[(&family_id, Type::UUID)],
+    )
+    .await
+    .context("revoking a refresh token family")?;
+    Ok(())
+}
+
+/// Revokes the family of `token` if it belongs to `user_id`; returns that family's id.
+pub async fn revoke_family_of(
+    db: &impl GenericClient,
+    token: &str,
+    user_id: Uuid,
+) -> anyhow::Result<Option<Uuid>> {
+    let row = db
+        .query_typed_opt(
+            "SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2",
+            &[(&hash(token), Type::BYTEA), (&user_id, Type::UUID)],
+        )
+        .await
+        .context("looking up a refresh token")?;
+    let Some(row) = row else { return Ok(None) };
+    let family_id: Uuid = row.get(0);
+    revoke_family(db, family_id).await?;
+    Ok(Some(family_id))
+}
+
+/// The family of a live token owned by `user_id`, if any.
+pub async fn family_of(
+    db: &impl GenericClient,
+    token: &str,
+    user_id: Uuid,
+) -> anyhow::Result<Option<Uuid>> {
+    let row = db
+        .query_typed_opt(
+            "SELECT family_id FROM refresh_tokens
+             WHERE token_hash = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now()",
+            &[(&hash(token), Type::BYTEA), (&user_id, Type::UUID)],
+        )
+        .await
+        .context("looking up a refresh token")?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Revokes every family of the user except `keep` (all of them when `keep` is `None`).
+pub async fn revoke_all(
+    db: &impl GenericClient,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+) -> anyhow::Result<()> {
+    db.execute_typed(
+        "UPDATE refresh_tokens SET revoked_at = now()
+         WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR family_id <> $2)",
+        &[(&user_id, Type::UUID), (&keep, Type::UUID)],
+    )
+    .await
+    .context("revoking refresh tokens")?;
+    Ok(())
+}

@@ -1,0 +1,540 @@
+//! Register, login, refresh rotation, logout and logout-all, against real Postgres and Redis.
+
+use axum::body::Body;
+use http::{Method, header};
+use serde_json::json;
+
+use crate::support::{STRONG_PASSWORD, TestApp, request};
+
+#[tokio::test]
+async fn register_answers_the_token_response_and_sets_the_cookie() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({"email": "  Ana@Example.com ", "password": STRONG_PASSWORD, "name": " Ana "}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    let body = res.json();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert!(
+        body["refresh_expires_in"]
+            .as_i64()
+            .is_some_and(|s| (604_790..=604_800).contains(&s))
+    );
+    assert!(
+        body["access_token"]
+            .as_str()
+            .is_some_and(|t| t.split('.').count() == 3)
+    );
+    let refresh = body["refresh_token"].as_str().expect("refresh token");
+    assert_eq!(refresh.len(), 43, "256 bits, base64url");
+    let user = &body["user"];
+    assert_eq!(user["email"], "ana@example.com");
+    assert_eq!(user["name"], "Ana");
+    assert_eq!(user["role"], "user");
+    for field in ["id", "created_at", "updated_at"] {
+        assert!(user[field].is_string(), "{field}");
+    }
+    assert!(user.get("password_hash").is_none());
+    let cookie = res.header("set-cookie").expect("cookie");
+    assert!(
+        cookie.starts_with(&format!("refresh_token={refresh};")),
+        "{cookie}"
+    );
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/api/v1/auth"] {
+        assert!(cookie.contains(attr), "{attr} missing from {cookie}");
+    }
+    assert_eq!(res.header("cache-control"), Some("no-store"));
+}
+
+#[tokio::test]
+async fn the_stored_password_is_an_argon2id_hash_and_the_refresh_token_only_a_hash() {
+    let app = TestApp::spawn().await;
+    let session = app.register("hash@example.com").await;
+    let conn = app.db.connect().await;
+    let row = conn
+        .query_one(
+            "SELECT password_hash FROM users WHERE email = 'hash@example.com'",
+            &[],
+        )
+        .await
+        .expect("user");
+    let hash: String = row.get(0);
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+    let found: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM refresh_tokens WHERE token_hash = sha256(convert_to($1, 'UTF8'))",
+            &[&session.refresh_token],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(found, 1, "the token is stored as its SHA-256");
+    let plain: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM refresh_tokens WHERE encode(token_hash, 'escape') = $1",
+            &[&session.refresh_token],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(plain, 0);
+}
+
+#[tokio::test]
+async fn a_duplicate_email_in_any_case_is_a_409() {
+    let app = TestApp::spawn().await;
+    app.register("dup@example.com").await;
+    let res = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({"email": "DUP@example.com", "password": STRONG_PASSWORD, "name": "Two"}),
+        )
+        .await;
+    assert_eq!(res.status, 409);
+    assert_eq!(res.problem().code, "email_taken");
+}
+
+#[tokio::test]
+async fn invalid_registration_fields_are_all_reported_in_one_422() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({"email": "not-an-email", "password": "short", "name": ""}),
+        )
+        .await;
+    assert_eq!(res.status, 422);
+    let problem = res.problem();
+    assert_eq!(problem.code, "validation_failed");
+    let mut fields: Vec<String> = problem
+        .errors
+        .expect("errors")
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    fields.sort();
+    assert_eq!(fields, ["email", "name", "password"]);
+}
+
+#[tokio::test]
+async fn weak_and_common_passwords_are_refused_with_a_field_message() {
+    let app = TestApp::spawn().await;
+    for weak in [
+        "password1234",
+        "qwertyuiop123",
+        "aaaaaaaaaaaaaaaa",
+        "maria.garcia1990",
+    ] {
+        let res = app
+            .post_json(
+                "/api/v1/auth/register",
+                &json!({"email": "maria.garcia@example.com", "password": weak, "name": "Maria Garcia"}),
+            )
+            .await;
+        assert_eq!(res.status, 422, "{weak} should be refused");
+        let errors = res.problem().errors.expect("errors");
+        assert_eq!(errors[0].field, "password");
+        assert!(errors[0].message.contains("weak"), "{}", errors[0].message);
+    }
+    let long = "x".repeat(129);
+    let res = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({"email": "m@example.com", "password": long, "name": "M"}),
+        )
+        .await;
+    assert_eq!(res.status, 422);
+}
+
+#[tokio::test]
+async fn login_answers_a_new_session() {
+    let app = TestApp::spawn().await;
+    let session = app.register("login@example.com").await;
+    let res = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "LOGIN@example.com ", "password": session.password}),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    let body = res.json();
+    assert_eq!(body["user"]["id"], session.id.as_str());
+    assert_ne!(body["refresh_token"], session.refresh_token.as_str());
+    assert!(
+        res.header("set-cookie")
+            .is_some_and(|c| c.starts_with("refresh_token="))
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_email_and_a_wrong_password_look_the_same() {
+    let app = TestApp::spawn().await;
+    app.register("known@example.com").await;
+    let wrong = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "known@example.com", "password": "nope-nope-nope-1"}),
+        )
+        .await;
+    let unknown = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "nobody@example.com", "password": "nope-nope-nope-1"}),
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(unknown.status, 401);
+    let (mut a, mut b) = (wrong.json(), unknown.json());
+    assert_eq!(a["code"], "invalid_credentials");
+    a["request_id"] = json!(null);
+    b["request_id"] = json!(null);
+    assert_eq!(a, b, "same body for both failures");
+    assert_eq!(
+        wrong.header("www-authenticate"),
+        unknown.header("www-authenticate")
+    );
+}
+
+async fn refresh_with(app: &TestApp, token: &str) -> crate::support::TestResponse {
+    app.post_json("/api/v1/auth/refresh", &json!({"refresh_token": token}))
+        .await
+}
+
+#[tokio::test]
+async fn refresh_rotates_the_token() {
+    let app = TestApp::spawn().await;
+    let session = app.register("rotate@example.com").await;
+    let res = refresh_with(&app, &session.refresh_token).await;
+    assert_eq!(res.status, 200);
+    let body = res.json();
+    let next = body["refresh_token"].as_str().expect("next");
+    assert_ne!(next, session.refresh_token);
+    assert_eq!(body["user"]["email"], "rotate@example.com");
+    assert_eq!(
+        refresh_with(&app, next).await.status,
+        200,
+        "the rotated token works once"
+    );
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_revokes_its_whole_family() {
+    let app = TestApp::spawn().await;
+    let session = app.register("reuse@example.com").await;
+    let first = refresh_with(&app, &session.refresh_token).await;
+    let newest = first.json()["refresh_token"]
+        .as_str()
+        .expect("next")
+        .to_owned();
+
+    let replay = refresh_with(&app, &session.refresh_token).await;
+    assert_eq!(replay.status, 401);
+    assert_eq!(replay.problem().code, "unauthorized");
+    assert_eq!(
+        refresh_with(&app, &newest).await.status,
+        401,
+        "the newest token of the family is revoked too"
+    );
+
+    // Other families (another login) are untouched.
+    let other = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": session.email, "password": session.password}),
+        )
+        .await;
+    let other_refresh = other.json()["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    assert_eq!(refresh_with(&app, &other_refresh).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_unknown_or_missing_refresh_token_is_a_401() {
+    let app = TestApp::spawn().await;
+    assert_eq!(refresh_with(&app, "made-up-token").await.status, 401);
+    let res = app
+        .send(
+            request(Method::POST, "/api/v1/auth/refresh")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(res.status, 401);
+}
+
+#[tokio::test]
+async fn the_family_has_an_absolute_lifetime() {
+    let app = TestApp::spawn().await;
+    let session = app.register("family@example.com").await;
+    let conn = app.db.connect().await;
+    conn.execute("UPDATE refresh_tokens SET family_expires_at = now() - interval '1 second', expires_at = now() - interval '1 second'", &[])
+        .await
+        .expect("age the family");
+    assert_eq!(refresh_with(&app, &session.refresh_token).await.status, 401);
+
+    // A rotated token never outlives its family.
+    let session = app.register("family2@example.com").await;
+    conn.execute(
+        "UPDATE refresh_tokens SET family_expires_at = now() + interval '1 hour'
+         WHERE user_id = (SELECT id FROM users WHERE email = 'family2@example.com')",
+        &[],
+    )
+    .await
+    .expect("shorten the family");
+    let res = refresh_with(&app, &session.refresh_token).await;
+    assert_eq!(res.status, 200);
+    assert!(
+        res.json()["refresh_expires_in"]
+            .as_i64()
+            .is_some_and(|s| s <= 3600),
+        "capped by the family"
+    );
+}
+
+#[tokio::test]
+async fn the_cookie_alone_refreshes_and_logout_clears_it() {
+    let app = TestApp::spawn().await;
+    let session = app.register("cookie@example.com").await;
+    let req = request(Method::POST, "/api/v1/auth/refresh")
+        .header(
+            header::COOKIE,
+            format!("theme=dark; refresh_token={}", session.refresh_token),
+        )
+        .body(Body::empty())
+        .expect("req");
+    let res = app.send(req).await;
+    assert_eq!(res.status, 200);
+    let body = res.json();
+    let access = body["access_token"].as_str().expect("access").to_owned();
+    let cookie_token = body["refresh_token"].as_str().expect("refresh").to_owned();
+
+    let req = request(Method::POST, "/api/v1/auth/logout")
+        .header(header::AUTHORIZATION, format!("Bearer {access}"))
+        .header(header::COOKIE, format!("refresh_token={cookie_token}"))
+        .body(Body::empty())
+        .expect("req");
+    let res = app.send(req).await;
+    assert_eq!(res.status, 204);
+    let cleared = res.header("set-cookie").expect("cleared cookie");
+    assert!(
+        cleared.starts_with("refresh_token=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    assert_eq!(
+        refresh_with(&app, &cookie_token).await.status,
+        401,
+        "logout revoked the cookie's family"
+    );
+}
+
+#[tokio::test]
+async fn logout_makes_the_access_token_unusable_at_once() {
+    let app = TestApp::spawn().await;
+    let session = app.register("logout@example.com").await;
+    let res = app
+        .json(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &json!({"refresh_token": session.refresh_token}),
+            Some(&session.access_token),
+        )
+        .await;
+    assert_eq!(res.status, 204);
+    let again = app
+        .json(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &json!({}),
+            Some(&session.access_token),
+        )
+        .await;
+    assert_eq!(again.status, 401);
+    assert_eq!(again.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(refresh_with(&app, &session.refresh_token).await.status, 401);
+}
+
+#[tokio::test]
+async fn logout_needs_a_bearer_token() {
+    let app = TestApp::spawn().await;
+    let res = app.post_json("/api/v1/auth/logout", &json!({})).await;
+    assert_eq!(res.status, 401);
+    assert_eq!(res.problem().code, "unauthorized");
+}
+
+#[tokio::test]
+async fn logout_all_ends_every_session_of_the_user_only() {
+    let app = TestApp::spawn().await;
+    let first = app.register("all@example.com").await;
+    let second = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": first.email, "password": first.password}),
+        )
+        .await
+        .json();
+    let other = app.register("bystander@example.com").await;
+
+    let res = app
+        .json(
+            Method::POST,
+            "/api/v1/auth/logout-all",
+            &json!({}),
+            Some(&first.access_token),
+        )
+        .await;
+    assert_eq!(res.status, 204);
+
+    let second_access = second["access_token"].as_str().expect("access");
+    let res = app
+        .json(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &json!({}),
+            Some(second_access),
+        )
+        .await;
+    assert_eq!(
+        res.status, 401,
+        "every access token of the user is unusable"
+    );
+    assert_eq!(refresh_with(&app, &first.refresh_token).await.status, 401);
+    assert_eq!(
+        refresh_with(&app, second["refresh_token"].as_str().expect("refresh"))
+            .await
+            .status,
+        401
+    );
+
+    assert_eq!(
+        refresh_with(&app, &other.refresh_token).await.status,
+        200,
+        "other users keep their sessions"
+    );
+
+    // Logging in again works, and its token is accepted.
+    let again = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": first.email, "password": first.password}),
+        )
+        .await;
+    assert_eq!(again.status, 200);
+    let token = again.json()["access_token"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    assert_eq!(
+        app.json(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &json!({}),
+            Some(&token)
+        )
+        .await
+        .status,
+        204
+    );
+}
+
+#[tokio::test]
+async fn logout_holds_while_redis_is_unavailable() {
+    let app = TestApp::spawn().await;
+    let session = app.register("redisdown@example.com").await;
+    let res = app
+        .json(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &json!({}),
+            Some(&session.access_token),
+        )
+        .await;
+    assert_eq!(res.status, 204);
+
+    // The same database, with Redis unreachable: revocation is answered from Postgres.
+    let down = TestApp::spawn_with(
+        crate::support::Settings::default()
+            .set("DATABASE_URL", &app.db.url)
+            .set("REDIS_URL", "redis://127.0.0.1:1"),
+    )
+    .await;
+    let res = down
+        .json(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &json!({}),
+            Some(&session.access_token),
+        )
+        .await;
+    assert_eq!(res.status, 401);
+    let fresh = down
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": session.email, "password": session.password}),
+        )
+        .await;
+    assert_eq!(fresh.status, 200, "login works without Redis");
+    let token = fresh.json()["access_token"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    assert_eq!(
+        down.json(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &json!({}),
+            Some(&token)
+        )
+        .await
+        .status,
+        204
+    );
+}
+
+#[tokio::test]
+async fn ten_failed_logins_lock_the_account_whatever_the_ip() {
+    let app = TestApp::spawn().await;
+    let session = app.register("locked@example.com").await;
+    for i in 0..10 {
+        let req = request(Method::POST, "/api/v1/auth/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({"email": session.email, "password": format!("wrong-password-{i}")})
+                    .to_string(),
+            ))
+            .expect("req");
+        let res = app.send_from(&format!("198.51.100.{i}"), req).await;
+        assert_eq!(res.status, 401, "attempt {i}");
+    }
+    let req = request(Method::POST, "/api/v1/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"email": session.email, "password": session.password}).to_string(),
+        ))
+        .expect("req");
+    let res = app.send_from("203.0.113.99", req).await;
+    assert_eq!(res.status, 429, "even the right password from a new IP");
+    assert_eq!(res.problem().code, "rate_limited");
+    assert!(
+        res.header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|s| s > 0 && s <= 900)
+    );
+
+    let other = app.register("unlocked@example.com").await;
+    let res = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": other.email, "password": other.password}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "other accounts are not affected");
+}

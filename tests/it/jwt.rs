@@ -1,0 +1,230 @@
+//! Every classic JWT attack is a 401.
+
+use axum::body::Body;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use http::{Method, header};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use shared::auth::tokens::key_id;
+
+use crate::support::{Settings, TestApp, request};
+
+const SECRET: &str = "test-secret-that-is-long-enough-0123456789";
+const OLD_SECRET: &str = "an-older-secret-still-valid-for-rotation-42";
+
+async fn status_with(app: &TestApp, token: &str) -> u16 {
+    let res = app
+        .json(Method::POST, "/api/v1/auth/logout", &json!({}), Some(token))
+        .await;
+    if res.status == 401 {
+        assert_eq!(res.problem().code, "unauthorized");
+    }
+    res.status.as_u16()
+}
+
+fn claims(app: &TestApp, user_id: &str) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({
+        "iss": app.state.config.jwt_issuer,
+        "aud": app.state.config.jwt_audience,
+        "sub": user_id,
+        "exp": now + 600,
+        "iat": now,
+        "nbf": now,
+        "jti": uuid::Uuid::now_v7(),
+        "gen": 0,
+        "token_use": "access",
+    })
+}
+
+fn sign(claims: &Value, secret: &str, kid: Option<String>) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = kid;
+    encode(
+        &header,
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+fn kid(secret: &str) -> Option<String> {
+    Some(key_id(&SecretString::from(secret.to_owned())))
+}
+
+/// A token with an arbitrary header and no valid signature.
+fn forged(header: &Value, claims: &Value, signature: &str) -> String {
+    format!(
+        "{}.{}.{signature}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+#[tokio::test]
+async fn a_well_formed_token_is_accepted() {
+    let app = TestApp::spawn().await;
+    let session = app.register("valid@example.com").await;
+    let token = sign(&claims(&app, &session.id), SECRET, kid(SECRET));
+    assert_eq!(status_with(&app, &token).await, 204);
+}
+
+#[tokio::test]
+async fn every_forged_or_invalid_token_is_a_401() {
+    let app = TestApp::spawn().await;
+    let session = app.register("target@example.com").await;
+    let base = claims(&app, &session.id);
+    let now = chrono::Utc::now().timestamp();
+    let with = |field: &str, value: Value| {
+        let mut c = base.clone();
+        c[field] = value;
+        c
+    };
+    let without = |field: &str| {
+        let mut c = base.clone();
+        c.as_object_mut().expect("object").remove(field);
+        c
+    };
+
+    let mut cases: Vec<(&str, String)> = vec![
+        (
+            "alg none",
+            forged(
+                &json!({"alg": "none", "typ": "JWT", "kid": kid(SECRET)}),
+                &base,
+                "",
+            ),
+        ),
+        (
+            "alg none without kid",
+            forged(&json!({"alg": "none"}), &base, ""),
+        ),
+        (
+            "HS256 signed with another key",
+            sign(
+                &base,
+                "some-other-secret-of-at-least-32-bytes!!",
+                kid(SECRET),
+            ),
+        ),
+        (
+            "RS256 header on an HS key",
+            forged(
+                &json!({"alg": "RS256", "kid": kid(SECRET)}),
+                &base,
+                "c2lnbmF0dXJl",
+            ),
+        ),
+        (
+            "ES256 header on an HS key",
+            forged(
+                &json!({"alg": "ES256", "kid": kid(SECRET)}),
+                &base,
+                "c2lnbmF0dXJl",
+            ),
+        ),
+        (
+            "expired",
+            sign(&with("exp", json!(now - 120)), SECRET, kid(SECRET)),
+        ),
+        (
+            "nbf in the future",
+            sign(&with("nbf", json!(now + 600)), SECRET, kid(SECRET)),
+        ),
+        (
+            "wrong issuer",
+            sign(&with("iss", json!("someone-else")), SECRET, kid(SECRET)),
+        ),
+        (
+            "wrong audience",
+            sign(&with("aud", json!("another-api")), SECRET, kid(SECRET)),
+        ),
+        ("no exp", sign(&without("exp"), SECRET, kid(SECRET))),
+        ("no sub", sign(&without("sub"), SECRET, kid(SECRET))),
+        (
+            "not an access token",
+            sign(&with("token_use", json!("refresh")), SECRET, kid(SECRET)),
+        ),
+        (
+            "unknown kid",
+            sign(&base, SECRET, Some("no-such-kid".into())),
+        ),
+        ("no kid", sign(&base, SECRET, None)),
+        ("garbage", "not.a.jwt".into()),
+    ];
+    // A tampered payload: a valid token whose claims were edited (here: another subject).
+    let valid = sign(&base, SECRET, kid(SECRET));
+    let parts: Vec<&str> = valid.split('.').collect();
+    let tampered = URL_SAFE_NO_PAD.encode(with("sub", json!(uuid::Uuid::new_v4())).to_string());
+    cases.push((
+        "tampered payload",
+        format!("{}.{tampered}.{}", parts[0], parts[2]),
+    ));
+
+    for (name, token) in &cases {
+        assert_eq!(
+            status_with(&app, token).await,
+            401,
+            "{name} must be refused"
+        );
+    }
+    assert_eq!(
+        status_with(&app, &valid).await,
+        204,
+        "the untampered token still works"
+    );
+}
+
+#[tokio::test]
+async fn a_token_in_the_query_string_is_ignored() {
+    let app = TestApp::spawn().await;
+    let session = app.register("query@example.com").await;
+    let req = request(
+        Method::POST,
+        &format!("/api/v1/auth/logout?access_token={}", session.access_token),
+    )
+    .header(header::CONTENT_TYPE, "application/json")
+    .body(Body::from("{}"))
+    .expect("req");
+    assert_eq!(app.send(req).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_previous_secret_still_verifies_during_a_rotation() {
+    let app = TestApp::spawn_with(
+        Settings::default()
+            .set("JWT_PREVIOUS_SECRETS", OLD_SECRET)
+            .set("JWT_SECRET", SECRET),
+    )
+    .await;
+    let session = app.register("rotation@example.com").await;
+    let old = sign(&claims(&app, &session.id), OLD_SECRET, kid(OLD_SECRET));
+    assert_eq!(
+        status_with(&app, &old).await,
+        204,
+        "signed with the previous secret"
+    );
+    // But the old key cannot sign under the new key's id.
+    let mislabelled = sign(&claims(&app, &session.id), OLD_SECRET, kid(SECRET));
+    assert_eq!(status_with(&app, &mislabelled).await, 401);
+}
+
+#[tokio::test]
+async fn a_deleted_users_token_is_refused() {
+    let app = TestApp::spawn().await;
+    let session = app.register("gone@example.com").await;
+    let conn = app.db.connect().await;
+    conn.execute("DELETE FROM users WHERE email = 'gone@example.com'", &[])
+        .await
+        .expect("delete");
+    // Flush the cached generation so the check reaches Postgres.
+    let mut redis = app.redis().await;
+    let key = app.state.cache.key(&format!("gen:{}", session.id));
+    redis::cmd("DEL")
+        .arg(&key)
+        .query_async::<()>(&mut redis)
+        .await
+        .expect("del");
+    assert_eq!(status_with(&app, &session.access_token).await, 401);
+}
