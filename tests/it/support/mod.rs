@@ -234,12 +234,7 @@ impl TestApp {
         }
     }
 
-    /// A request from another client IP (the socket peer, as in the local server).
-    pub fn from_ip(mut self, ip: &str) -> Self {
-        self.peer = SocketAddr::new(ip.parse().expect("ip"), 40000);
-        self
-    }
-
+    /// Sends a request from `ip`, the socket peer as the local server sees it.
     pub async fn send_from(&self, ip: &str, mut req: Request<Body>) -> TestResponse {
         req.extensions_mut()
             .insert(ConnectInfo(SocketAddr::new(ip.parse().expect("ip"), 40000)));
