@@ -11,6 +11,7 @@ pub fn routes(state: &AppState) -> Router {
     Router::new()
         .merge(health::router(state.clone()))
         .merge(auth::router(state.clone()))
+        .merge(users::router(state.clone()))
 }
 
 /// The servable app: all routes plus the common layers, exactly as each function serves its own.

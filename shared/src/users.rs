@@ -3,12 +3,12 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::{GenericClient, Row, types::Type};
 use uuid::Uuid;
 
 /// A user as the API shows it: never the password hash.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
@@ -94,6 +94,63 @@ pub async fn insert(
     Ok(row.as_ref().map(credentials))
 }
 
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
+/// Profiles are read through Redis for this long; every write to a user deletes its entry.
+pub const PROFILE_CACHE_SECS: u64 = 60;
+
+fn profile_key(state: &crate::AppState, id: Uuid) -> String {
+    state.cache.key(&format!("user:{id}"))
+}
+
+/// A user's profile, read through the Redis cache. Any cache error falls through to Postgres
+/// (the primary, so that a user always sees their own writes) and never fails the request.
+pub async fn cached_profile(
+    state: &crate::AppState,
+    id: Uuid,
+) -> Result<Option<User>, crate::http::ApiError> {
+    use redis::AsyncCommands;
+    let key = profile_key(state, id);
+    let mut conn = state.cache.conn();
+    match conn.get::<_, Option<String>>(&key).await {
+        Ok(Some(json)) => match serde_json::from_str(&json) {
+            Ok(user) => return Ok(Some(user)),
+            Err(err) => tracing::warn!(error = %err, "unreadable cached profile: reading Postgres"),
+        },
+        Ok(None) => {}
+        Err(err) => tracing::warn!(error = %err, "profile cache unavailable: reading Postgres"),
+    }
+    let db = state.db.get().await?;
+    let Some(found) = find_by_id(&**db, id).await? else {
+        return Ok(None);
+    };
+    if let Ok(json) = serde_json::to_string(&found.user)
+        && let Err(err) = conn
+            .set_ex::<_, _, ()>(&key, json, PROFILE_CACHE_SECS)
+            .await
+    {
+        tracing::warn!(error = %err, "profile cache unavailable: not cached");
+    }
+    Ok(Some(found.user))
+}
+
+/// Drops a user's cached profile; call after every write to that user.
+pub async fn invalidate_profile(state: &crate::AppState, id: Uuid) {
+    use redis::AsyncCommands;
+    if let Err(err) = state
+        .cache
+        .conn()
+        .del::<_, ()>(profile_key(state, id))
+        .await
+    {
+        tracing::warn!(error = %err, "profile cache unavailable: entry not invalidated");
+    }
+}
+
 /// A display name: trimmed, 1 to 100 characters.
 pub fn parse_name(raw: &str) -> Result<String, &'static str> {
     let name = raw.trim();
@@ -103,4 +160,132 @@ pub fn parse_name(raw: &str) -> Result<String, &'static str> {
         _ if name.chars().any(char::is_control) => Err("must not contain control characters"),
         _ => Ok(name.to_owned()),
     }
+}
+
+/// Applies a profile change; `Ok(None)` when the new email belongs to someone else.
+pub async fn update_profile(
+    db: &impl GenericClient,
+    id: Uuid,
+    name: Option<&str>,
+    email: Option<&str>,
+) -> anyhow::Result<Result<Option<User>, EmailTaken>> {
+    let result = db
+        .query_typed_opt(
+            &format!(
+                "UPDATE users SET name = coalesce($2, name), email = coalesce($3, email), updated_at = now()
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[(&id, Type::UUID), (&name, Type::TEXT), (&email, Type::TEXT)],
+        )
+        .await;
+    match result {
+        Ok(row) => Ok(Ok(row.as_ref().map(|r| credentials(r).user))),
+        Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            Ok(Err(EmailTaken))
+        }
+        Err(err) => Err(anyhow::Error::new(err).context("updating a user")),
+    }
+}
+
+/// Another account already uses this email.
+#[derive(Debug, Clone, Copy)]
+pub struct EmailTaken;
+
+pub async fn update_password(
+    db: &impl GenericClient,
+    id: Uuid,
+    password_hash: &str,
+) -> anyhow::Result<()> {
+    db.execute_typed(
+        "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
+        &[(&id, Type::UUID), (&password_hash, Type::TEXT)],
+    )
+    .await
+    .context("updating a password")?;
+    Ok(())
+}
+
+/// Deletes the user; every row that belongs to them goes with it (ON DELETE CASCADE).
+pub async fn delete(db: &impl GenericClient, id: Uuid) -> anyhow::Result<bool> {
+    let n = db
+        .execute_typed("DELETE FROM users WHERE id = $1", &[(&id, Type::UUID)])
+        .await
+        .context("deleting a user")?;
+    Ok(n == 1)
+}
+
+/// A position in the (created_at, id) order of the admin listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// Opaque to clients: base64url of `micros:uuid`.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        let raw = format!("{}:{}", self.created_at.timestamp_micros(), self.id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw)
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (micros, id) = text.split_once(':')?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// One page of users after `after`, oldest first, optionally only emails starting with `prefix`.
+/// Keyset pagination: a row inserted between two pages never shifts what the next page holds.
+pub async fn list(
+    db: &impl GenericClient,
+    after: Option<Cursor>,
+    email_prefix: Option<&str>,
+    limit: i64,
+) -> anyhow::Result<(Vec<User>, Option<Cursor>)> {
+    let pattern = email_prefix.map(|p| format!("{}%", escape_like(&p.to_lowercase())));
+    let rows = db
+        .query_typed(
+            &format!(
+                "SELECT {COLUMNS} FROM users
+                 WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2))
+                   AND ($3::text IS NULL OR lower(email) LIKE $3)
+                 ORDER BY created_at, id
+                 LIMIT $4"
+            ),
+            &[
+                (&after.map(|c| c.created_at), Type::TIMESTAMPTZ),
+                (&after.map(|c| c.id), Type::UUID),
+                (&pattern, Type::TEXT),
+                (&(limit + 1), Type::INT8),
+            ],
+        )
+        .await
+        .context("listing users")?;
+    let mut users: Vec<User> = rows.iter().map(|r| credentials(r).user).collect();
+    let next = if users.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+        users.pop();
+        users.last().map(|u| Cursor {
+            created_at: u.created_at,
+            id: u.id,
+        })
+    } else {
+        None
+    };
+    Ok((users, next))
+}
+
+/// `LIKE` treats `%`, `_` and `\` specially; a prefix filter must match them literally.
+fn escape_like(raw: &str) -> String {
+    raw.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }

@@ -10,3 +10,4 @@ mod layers;
 mod logs;
 mod migrations;
 mod rate_limit;
+mod users;

@@ -34,7 +34,10 @@ pub fn respond(
     user: &Credentials,
     refresh: &RefreshToken,
 ) -> Result<Response, ApiError> {
-    let access = state.tokens.issue(user.user.id, user.token_generation)?;
+    let access =
+        state
+            .tokens
+            .issue(user.user.id, user.token_generation, Some(refresh.family_id))?;
     let body = TokenResponse {
         access_token: access.token,
         token_type: "Bearer",

@@ -9,6 +9,6 @@ pub mod revocation;
 pub mod tokens;
 
 pub use email::Email;
-pub use extract::AuthUser;
+pub use extract::{AdminUser, AuthUser, SelfOrAdmin};
 pub use password::Password;
 pub use tokens::TokenKeys;

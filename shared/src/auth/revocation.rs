@@ -130,3 +130,16 @@ async fn from_postgres(state: &AppState, claims: &Claims) -> Result<(i32, bool),
         row.ok_or_else(|| ApiError::Unauthorized("The access token is invalid or expired".into()))?;
     Ok((row.get(0), row.get(1)))
 }
+
+/// After a user is deleted: drop the cached generation, so that the next check of any of their
+/// tokens reaches Postgres and finds no one.
+pub async fn forget_user(state: &AppState, user_id: Uuid) {
+    if let Err(err) = state
+        .cache
+        .conn()
+        .del::<_, ()>(generation_key(state, user_id))
+        .await
+    {
+        tracing::warn!(error = %err, "redis unavailable: cached token generation not dropped");
+    }
+}

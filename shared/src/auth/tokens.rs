@@ -36,6 +36,9 @@ pub struct Claims {
     pub generation: i32,
     /// Always "access": no other kind of token may stand in for one.
     pub token_use: String,
+    /// The refresh token family (the session) this token was issued for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
 }
 
 /// A freshly signed access token.
@@ -119,7 +122,12 @@ impl TokenKeys {
         self.lifetime
     }
 
-    pub fn issue(&self, user_id: Uuid, generation: i32) -> anyhow::Result<AccessToken> {
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        generation: i32,
+        session: Option<Uuid>,
+    ) -> anyhow::Result<AccessToken> {
         let now = chrono::Utc::now().timestamp();
         let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims {
@@ -132,6 +140,7 @@ impl TokenKeys {
             jti: Uuid::now_v7(),
             generation,
             token_use: ACCESS.into(),
+            sid: session,
         };
         let mut header = Header::new(ALGORITHM);
         header.kid = Some(self.kid.clone());

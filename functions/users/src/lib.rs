@@ -1,0 +1,227 @@
+//! `/api/v1/users/me` (profile, password, account) and the admin listing `/api/v1/users`.
+//!
+//! Who may call what is decided by extractors (`AuthUser`, `AdminUser`, `SelfOrAdmin`), never
+//! by checks inside handlers. Reads that must see the caller's own writes use the primary; the
+//! admin listing tolerates lag and reads the replica.
+
+use axum::{
+    Json as JsonBody, Router,
+    extract::{Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, put},
+};
+use serde::{Deserialize, Serialize};
+use shared::{
+    AppState,
+    auth::{AdminUser, AuthUser, Email, Password, SelfOrAdmin, password, refresh, revocation},
+    http::{ApiError, FieldError, Json},
+    users::{self, Cursor, User},
+};
+
+pub const DEFAULT_PAGE: i64 = 20;
+pub const MAX_PAGE: i64 = 100;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/users/me",
+            get(me).patch(update_me).delete(delete_me),
+        )
+        .route("/api/v1/users/me/password", put(change_password))
+        .route("/api/v1/users", get(list))
+        .route("/api/v1/users/{id}", get(show))
+        .with_state(state)
+}
+
+async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<JsonBody<User>, ApiError> {
+    users::cached_profile(&state, caller.id)
+        .await?
+        .map(JsonBody)
+        .ok_or(ApiError::NotFound)
+}
+
+#[derive(Deserialize)]
+struct UpdateMe {
+    name: Option<String>,
+    email: Option<String>,
+    current_password: Option<String>,
+}
+
+async fn update_me(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Json(body): Json<UpdateMe>,
+) -> Result<JsonBody<User>, ApiError> {
+    if body.name.is_none() && body.email.is_none() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "name",
+            "name or email is required",
+        )]));
+    }
+    let mut errors = Vec::new();
+    let name = body
+        .name
+        .as_deref()
+        .map(users::parse_name)
+        .transpose()
+        .map_err(|m| errors.push(FieldError::new("name", m)))
+        .ok()
+        .flatten();
+    let email = body
+        .email
+        .as_deref()
+        .map(Email::parse)
+        .transpose()
+        .map_err(|m| errors.push(FieldError::new("email", m)))
+        .ok()
+        .flatten();
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+
+    let conn = state.db.get().await?;
+    let current = users::find_by_id(&**conn, caller.id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let email = email.filter(|e| e.as_str() != current.user.email);
+    if email.is_some() {
+        // Changing the sign-in identity needs the password, not just a (possibly stolen) token.
+        let given = body.current_password.as_deref().unwrap_or_default();
+        if given.is_empty() {
+            return Err(ApiError::field(
+                "current_password",
+                "is required to change the email",
+            ));
+        }
+        if !password::verify(given, &current.password_hash).await? {
+            return Err(ApiError::field("current_password", "is incorrect"));
+        }
+    }
+    let updated = users::update_profile(
+        &**conn,
+        caller.id,
+        name.as_deref(),
+        email.as_ref().map(Email::as_str),
+    )
+    .await?
+    .map_err(|users::EmailTaken| {
+        ApiError::conflict("email_taken", "An account with this email already exists")
+    })?
+    .ok_or(ApiError::NotFound)?;
+    users::invalidate_profile(&state, caller.id).await;
+    Ok(JsonBody(updated))
+}
+
+#[derive(Deserialize)]
+struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the password and ends every other session: all refresh families but the caller's,
+/// and every access token (the caller refreshes to get a new one).
+async fn change_password(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Json(body): Json<ChangePassword>,
+) -> Result<Response, ApiError> {
+    let conn = state.db.get().await?;
+    let current = users::find_by_id(&**conn, caller.id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let hints = [current.user.email.as_str(), current.user.name.as_str()];
+    let new_password = Password::parse(&body.new_password, "new_password", &hints)?;
+    if !password::verify(&body.current_password, &current.password_hash).await? {
+        return Err(ApiError::field("current_password", "is incorrect"));
+    }
+    let hash = password::hash(new_password.expose()).await?;
+    users::update_password(&**conn, caller.id, &hash).await?;
+    refresh::revoke_all(&**conn, caller.id, caller.claims.sid).await?;
+    revocation::bump_generation(&state, &**conn, caller.id).await?;
+    users::invalidate_profile(&state, caller.id).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct DeleteMe {
+    current_password: String,
+}
+
+async fn delete_me(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Json(body): Json<DeleteMe>,
+) -> Result<Response, ApiError> {
+    let mut conn = state.db.get().await?;
+    let current = users::find_by_id(&**conn, caller.id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if !password::verify(&body.current_password, &current.password_hash).await? {
+        return Err(ApiError::field("current_password", "is incorrect"));
+    }
+    let tx = conn.transaction().await?;
+    users::delete(&*tx, caller.id).await?;
+    tx.commit().await?;
+    // Outstanding tokens die with the user: the revocation check finds no one.
+    revocation::forget_user(&state, caller.id).await;
+    users::invalidate_profile(&state, caller.id).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+    email: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Page {
+    items: Vec<User>,
+    next_cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Query(query): Query<ListQuery>,
+) -> Result<JsonBody<Page>, ApiError> {
+    let limit = match query.limit.as_deref() {
+        None | Some("") => DEFAULT_PAGE,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::field("limit", "must be a whole number from 1 to 100"))?,
+    };
+    let after =
+        match query.cursor.as_deref() {
+            None | Some("") => None,
+            Some(raw) => Some(Cursor::decode(raw).ok_or_else(|| {
+                ApiError::bad_request("invalid_cursor", "The cursor is not valid")
+            })?),
+        };
+    let prefix = query
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    // The listing tolerates replica lag: it reads the read pool.
+    let conn = state.db_read.get().await?;
+    let (items, next) = users::list(&**conn, after, prefix, limit).await?;
+    Ok(JsonBody(Page {
+        items,
+        next_cursor: next.map(|c| c.encode()),
+    }))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    access: SelfOrAdmin,
+) -> Result<JsonBody<User>, ApiError> {
+    users::cached_profile(&state, access.target)
+        .await?
+        .map(JsonBody)
+        .ok_or(ApiError::NotFound)
+}
