@@ -35,3 +35,44 @@ async fn the_health_event_runs_through_the_health_router() {
         Some("max-age=31536000; includeSubDomains")
     );
 }
+
+#[tokio::test]
+async fn the_login_event_runs_through_the_auth_router() {
+    let app = TestApp::spawn().await;
+    let conn = app.db.connect().await;
+    let hash = shared::auth::password::hash("ana-dev-password-2024!")
+        .await
+        .expect("hash");
+    conn.execute(
+        "INSERT INTO users (id, email, name, password_hash) VALUES ($1, 'ana@example.com', 'Ana', $2)",
+        &[&uuid::Uuid::now_v7(), &hash],
+    )
+    .await
+    .expect("user");
+    let res = invoke(&app, auth::router(app.state.clone()), "auth_login.json").await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.json()["user"]["email"], "ana@example.com");
+    // On Lambda the client IP is API Gateway's sourceIp: the limiter counted it.
+    let mut redis = app.redis().await;
+    let counted: Option<u64> = redis::cmd("GET")
+        .arg(app.state.cache.key("rl:203.0.113.10"))
+        .query_async(&mut redis)
+        .await
+        .expect("redis");
+    assert_eq!(counted, Some(1));
+}
+
+#[tokio::test]
+async fn the_users_me_event_runs_through_the_users_router() {
+    let app = TestApp::spawn().await;
+    let session = app.register("event@example.com").await;
+    let event = fixture("users_me.json").replace("ACCESS_TOKEN", &session.access_token);
+    let req = lambda_http::request::from_str(&event).expect("a valid API Gateway v2 event");
+    let res = shared::http::app(users::router(app.state.clone()), &app.state)
+        .oneshot(req)
+        .await
+        .expect("infallible");
+    let res = TestResponse::read(res).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.json()["email"], "event@example.com");
+}
