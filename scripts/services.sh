@@ -40,4 +40,22 @@ if ! redis_up; then
     exit 1
   fi
 fi
-echo "services: Postgres and Redis are up"
+# moto: the S3 and Secrets Manager API on 127.0.0.1:5000 (tests and local uploads).
+moto_up() { (exec 3<>/dev/tcp/127.0.0.1/5000) 2>/dev/null; }
+if ! moto_up; then
+  if ! command -v moto_server >/dev/null 2>&1; then
+    # A virtual env of its own: moto pins botocore, which must not disturb a system awscli.
+    tools="${TOOLS_VENV:-$HOME/.cache/backend-tools/venv}"
+    if [ ! -x "$tools/bin/moto_server" ]; then
+      echo "services: installing moto into $tools"
+      python3 -m venv "$tools"
+      "$tools/bin/pip" install --quiet 'moto[server]'
+    fi
+    export PATH="$tools/bin:$PATH"
+  fi
+  echo "services: starting moto"
+  mkdir -p "${TMPDIR:-/tmp}"
+  nohup moto_server -H 127.0.0.1 -p 5000 >"${TMPDIR:-/tmp}/moto.log" 2>&1 &
+  wait_for moto moto_up
+fi
+echo "services: Postgres, Redis and moto are up"

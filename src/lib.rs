@@ -12,6 +12,7 @@ pub fn routes(state: &AppState) -> Router {
         .merge(health::router(state.clone()))
         .merge(auth::router(state.clone()))
         .merge(users::router(state.clone()))
+        .merge(uploads::router(state.clone()))
 }
 
 /// The servable app: all routes plus the common layers, exactly as each function serves its own.

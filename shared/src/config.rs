@@ -89,11 +89,18 @@ pub struct Config {
     pub origin_verify_secret: Option<SecretString>,
     pub log_level: String,
     pub sentry_dsn: Option<SecretString>,
-    pub uploads_bucket: Option<String>,
+    pub uploads_bucket: String,
+    /// The largest upload a client may declare.
+    pub max_upload_bytes: u64,
+    /// Content types a client may upload (lower case, no parameters).
+    pub upload_content_types: Vec<String>,
     pub backup_bucket: Option<String>,
     pub aws_endpoint_url: Option<String>,
 }
 
+/// Images, PDF and plain text.
+const DEFAULT_UPLOAD_TYPES: &str =
+    "image/jpeg,image/png,image/gif,image/webp,application/pdf,text/plain";
 const DEV_JWT_SECRET: &str = "development-only-secret-change-me-0123456789";
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -199,7 +206,21 @@ impl Config {
             origin_verify_secret: env.get("ORIGIN_VERIFY_SECRET").map(Into::into),
             log_level: env.get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             sentry_dsn: env.get("SENTRY_DSN").map(Into::into),
-            uploads_bucket: env.get("UPLOADS_BUCKET"),
+            uploads_bucket: env
+                .get("UPLOADS_BUCKET")
+                .unwrap_or_else(|| format!("{app_name}-uploads")),
+            max_upload_bytes: env.parse_or(
+                "MAX_UPLOAD_BYTES",
+                10 * 1024 * 1024,
+                "a positive number of bytes",
+            )?,
+            upload_content_types: env
+                .get("UPLOAD_CONTENT_TYPES")
+                .unwrap_or_else(|| DEFAULT_UPLOAD_TYPES.into())
+                .split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect(),
             backup_bucket: env.get("BACKUP_BUCKET"),
             aws_endpoint_url: env.get("AWS_ENDPOINT_URL"),
         })

@@ -11,7 +11,11 @@ pub mod metrics;
 #[cfg(feature = "migrate")]
 pub mod migrate;
 pub mod state;
+#[cfg(feature = "s3")]
+pub mod storage;
 pub mod telemetry;
+#[cfg(feature = "s3")]
+pub mod uploads;
 pub mod users;
 
 pub use state::AppState;

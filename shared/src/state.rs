@@ -22,12 +22,15 @@ pub struct AppState {
     /// Signing and verification keys of access tokens.
     #[cfg(feature = "auth")]
     pub tokens: Arc<crate::auth::TokenKeys>,
+    /// S3, for uploads and backups.
+    #[cfg(feature = "s3")]
+    pub s3: crate::storage::S3,
     pub started_at: Instant,
 }
 
 impl AppState {
     /// Builds the pools and the Redis client; opens no connection yet.
-    pub fn new(config: Config) -> anyhow::Result<Self> {
+    pub async fn new(config: Config) -> anyhow::Result<Self> {
         install_crypto_provider();
         let settings = PoolSettings::from_config(&config);
         let db = db::pool(&config.database_url, &settings).context("DATABASE_URL")?;
@@ -39,6 +42,8 @@ impl AppState {
         Ok(Self {
             #[cfg(feature = "auth")]
             tokens: Arc::new(crate::auth::TokenKeys::from_config(&config)),
+            #[cfg(feature = "s3")]
+            s3: crate::storage::s3_client(&config).await,
             config: Arc::new(config),
             db,
             db_read,
@@ -48,8 +53,8 @@ impl AppState {
     }
 
     /// Reads the environment and builds the state: what every `main` calls once per cold start.
-    pub fn from_env() -> anyhow::Result<Self> {
-        Self::new(Config::from_env()?)
+    pub async fn from_env() -> anyhow::Result<Self> {
+        Self::new(Config::from_env()?).await
     }
 }
 

@@ -24,7 +24,7 @@ async fn main() {
 async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     shared::telemetry::init(&config.log_level);
-    let state = AppState::new(config)?;
+    let state = AppState::new(config).await?;
     let config = state.config.clone();
 
     if matches!(config.app_env, AppEnv::Development | AppEnv::Test) {

@@ -10,4 +10,5 @@ mod layers;
 mod logs;
 mod migrations;
 mod rate_limit;
+mod uploads;
 mod users;

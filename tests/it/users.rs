@@ -463,7 +463,7 @@ async fn a_password_change_ends_every_other_session() {
 
 #[tokio::test]
 async fn deleting_the_account_removes_everything_and_login_then_fails() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn().await.with_bucket().await;
     let gone = app.register("delete@example.com").await;
     let stays = app.register("stays@example.com").await;
     let res = app

@@ -6,6 +6,6 @@ use shared::{AppState, config::Config};
 async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::from_env()?;
     shared::telemetry::init(&config.log_level);
-    let state = AppState::new(config)?;
+    let state = AppState::new(config).await?;
     shared::run_on_lambda(auth::router(state.clone()), &state).await
 }

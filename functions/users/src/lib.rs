@@ -160,6 +160,10 @@ async fn delete_me(
     if !password::verify(&body.current_password, &current.password_hash).await? {
         return Err(ApiError::field("current_password", "is incorrect"));
     }
+    // Files first: if S3 fails, the account stays whole and the user can try again.
+    shared::uploads::delete_user_objects(&state.s3, &state.config.uploads_bucket, caller.id)
+        .await
+        .map_err(ApiError::Unavailable)?;
     let tx = conn.transaction().await?;
     users::delete(&*tx, caller.id).await?;
     tx.commit().await?;

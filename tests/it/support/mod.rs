@@ -6,6 +6,7 @@
 //! real router called in-process.
 
 pub mod database;
+pub mod moto;
 
 use std::{collections::HashMap, net::SocketAddr};
 
@@ -64,11 +65,16 @@ impl TestApp {
                 "http://localhost:5173,https://app.example.com".into(),
             ),
             ("DB_POOL_MAX".into(), "4".into()),
+            ("AWS_ENDPOINT_URL".into(), moto::ENDPOINT.into()),
+            (
+                "UPLOADS_BUCKET".into(),
+                format!("uploads-{}", uuid::Uuid::new_v4().simple()),
+            ),
         ]);
         vars.extend(settings.0);
         let config =
             Config::from_lookup(|name| vars.get(name).cloned()).expect("test config is valid");
-        let state = AppState::new(config).expect("state builds");
+        let state = AppState::new(config).await.expect("state builds");
         let router = backend::app(&state);
         Self {
             state,
@@ -118,6 +124,19 @@ impl TestApp {
 
     pub async fn post_json(&self, path: &str, body: &Value) -> TestResponse {
         self.json(Method::POST, path, body, None).await
+    }
+
+    /// Starts moto if needed and creates this test's uploads bucket.
+    pub async fn with_bucket(self) -> Self {
+        moto::ensure_running().await;
+        self.state
+            .s3
+            .create_bucket()
+            .bucket(&self.state.config.uploads_bucket)
+            .send()
+            .await
+            .expect("creating the bucket");
+        self
     }
 
     /// A Redis connection and this test's key prefix.
