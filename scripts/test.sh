@@ -6,4 +6,5 @@ scripts/services.sh
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
+scripts/check-infra.sh
 cargo nextest run --workspace --no-fail-fast "$@"

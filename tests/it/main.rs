@@ -4,6 +4,7 @@ mod support;
 
 mod auth;
 mod health;
+mod infrastructure;
 mod jwt;
 mod lambda_events;
 mod layers;

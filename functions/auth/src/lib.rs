@@ -28,6 +28,16 @@ pub const LOGIN_FAILURES_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Longer inputs cannot be a valid password: refuse them before paying for a hash.
 const LOGIN_PASSWORD_MAX_BYTES: usize = 4 * password::MAX_CHARS;
 
+/// Every (method, path) this function serves: the template's HTTP API, the cargo-lambda watch
+/// router and the OpenAPI document are checked against this list by the test suite.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/v1/auth/register"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/logout-all"),
+];
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/auth/register", post(register))

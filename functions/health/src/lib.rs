@@ -21,6 +21,14 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 const OPENAPI: &str = include_str!("../openapi.json");
 
+/// Every (method, path) this function serves: the template's HTTP API, the cargo-lambda watch
+/// router and the OpenAPI document are checked against this list by the test suite.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/api/v1/openapi.json"),
+];
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))

@@ -35,6 +35,16 @@ pub const DOWNLOAD_URL_LIFETIME: Duration = Duration::from_secs(5 * 60);
 /// Uploads still pending after this long are removed by the daily maintenance task.
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 3600);
 
+/// Every (method, path) this function serves: the template's HTTP API, the cargo-lambda watch
+/// router and the OpenAPI document are checked against this list by the test suite.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/v1/uploads"),
+    ("GET", "/api/v1/uploads"),
+    ("GET", "/api/v1/uploads/{id}"),
+    ("DELETE", "/api/v1/uploads/{id}"),
+    ("POST", "/api/v1/uploads/{id}/complete"),
+];
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/uploads", post(create).get(list))

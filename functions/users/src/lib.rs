@@ -22,6 +22,17 @@ use shared::{
 pub const DEFAULT_PAGE: i64 = 20;
 pub const MAX_PAGE: i64 = 100;
 
+/// Every (method, path) this function serves: the template's HTTP API, the cargo-lambda watch
+/// router and the OpenAPI document are checked against this list by the test suite.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/users/me"),
+    ("PATCH", "/api/v1/users/me"),
+    ("DELETE", "/api/v1/users/me"),
+    ("PUT", "/api/v1/users/me/password"),
+    ("GET", "/api/v1/users"),
+    ("GET", "/api/v1/users/{id}"),
+];
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
