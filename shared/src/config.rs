@@ -75,7 +75,8 @@ pub struct Config {
     pub redis_url: SecretString,
     /// Every Redis key starts with this, so that several apps (or tests) can share one Redis.
     pub redis_key_prefix: String,
-    pub jwt_secret: SecretString,
+    /// The HS256 signing key; `None` only when deployed without one (see `require_jwt_secret`).
+    pub jwt_secret: Option<SecretString>,
     /// Earlier signing secrets, still accepted for verification during a key rotation.
     pub jwt_previous_secrets: Vec<SecretString>,
     pub jwt_issuer: String,
@@ -120,16 +121,17 @@ impl Config {
         )?;
         let on_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
 
+        // Deployed, a missing secret is reported by the functions that sign or verify tokens
+        // (`require_jwt_secret`); the others (health, migrate, backup) run without one.
         let jwt_secret = match env.get("JWT_SECRET") {
-            Some(secret) => secret,
-            None if app_env.is_deployed() => {
-                return Err(ConfigError(
-                    "JWT_SECRET is required in staging and production".into(),
-                ));
-            }
-            None => DEV_JWT_SECRET.to_owned(),
+            Some(secret) => Some(secret),
+            None if app_env.is_deployed() => None,
+            None => Some(DEV_JWT_SECRET.to_owned()),
         };
-        if jwt_secret.len() < MIN_JWT_SECRET_BYTES {
+        if jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < MIN_JWT_SECRET_BYTES)
+        {
             return Err(ConfigError(format!(
                 "JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes long"
             )));
@@ -178,7 +180,7 @@ impl Config {
                 .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
                 .into(),
             redis_key_prefix: env.get("REDIS_KEY_PREFIX").unwrap_or_else(|| "app:".into()),
-            jwt_secret: jwt_secret.into(),
+            jwt_secret: jwt_secret.map(Into::into),
             jwt_previous_secrets: parse_previous_secrets(
                 env.get("JWT_PREVIOUS_SECRETS").as_deref(),
             )?,
@@ -224,6 +226,13 @@ impl Config {
             backup_bucket: env.get("BACKUP_BUCKET"),
             aws_endpoint_url: env.get("AWS_ENDPOINT_URL"),
         })
+    }
+
+    /// The signing key, or the one-line error that stops a function that needs it.
+    pub fn require_jwt_secret(&self) -> Result<&SecretString, ConfigError> {
+        self.jwt_secret
+            .as_ref()
+            .ok_or_else(|| ConfigError("JWT_SECRET is required in staging and production".into()))
     }
 
     /// The read pool's URL: the replica when one is configured, the primary otherwise.
@@ -356,8 +365,9 @@ mod tests {
     }
 
     #[test]
-    fn production_requires_a_jwt_secret() {
-        let err = config(&[("APP_ENV", "production")]).expect_err("required");
+    fn production_requires_a_jwt_secret_where_tokens_are_used() {
+        let c = config(&[("APP_ENV", "production")]).expect("functions without tokens start");
+        let err = c.require_jwt_secret().expect_err("required");
         assert!(err.to_string().contains("JWT_SECRET"));
     }
 

@@ -41,7 +41,7 @@ impl AppState {
         let cache = Cache::new(&config.redis_url, &config.redis_key_prefix)?;
         Ok(Self {
             #[cfg(feature = "auth")]
-            tokens: Arc::new(crate::auth::TokenKeys::from_config(&config)),
+            tokens: Arc::new(crate::auth::TokenKeys::from_config(&config)?),
             #[cfg(feature = "s3")]
             s3: crate::storage::s3_client(&config).await,
             config: Arc::new(config),

@@ -161,3 +161,41 @@ fn create_writes_the_next_numbered_pair() {
     assert!(shared::migrate::create(&dir, "bad name!").is_err());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn the_migrate_function_applies_the_embedded_migrations() {
+    let embedded = migrate::migrator().expect("embedded migrations");
+    let on_disk = Migrator::from_dir(&migrations_dir()).expect("load");
+    let checksums = |m: &Migrator| {
+        m.migrations()
+            .iter()
+            .map(|m| (m.version, m.checksum.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        checksums(&embedded),
+        checksums(&on_disk),
+        "the function carries exactly the repository's migrations"
+    );
+
+    let db = TestDatabase::empty().await;
+    let config = shared::config::Config::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(db.url.clone()),
+        "APP_ENV" => Some("production".into()),
+        _ => None,
+    })
+    .expect("production config without JWT_SECRET is enough to migrate");
+    let first = migrate::handle(&config, migrate::Request::default())
+        .await
+        .expect("up");
+    assert_eq!(first.applied.len(), on_disk.migrations().len());
+    assert!(first.pending.is_empty());
+    assert_eq!(
+        first.version,
+        on_disk.migrations().last().map(|m| m.version)
+    );
+    let second = migrate::handle(&config, migrate::Request::default())
+        .await
+        .expect("up again");
+    assert!(second.applied.is_empty(), "nothing left to apply");
+}

@@ -85,8 +85,9 @@ pub fn key_id(secret: &SecretString) -> String {
 }
 
 impl TokenKeys {
-    pub fn from_config(config: &Config) -> Self {
-        let kid = key_id(&config.jwt_secret);
+    pub fn from_config(config: &Config) -> Result<Self, crate::config::ConfigError> {
+        let secret = config.require_jwt_secret()?;
+        let kid = key_id(secret);
         let mut decoding = HashMap::new();
         for secret in &config.jwt_previous_secrets {
             decoding.insert(
@@ -96,7 +97,7 @@ impl TokenKeys {
         }
         decoding.insert(
             kid.clone(),
-            DecodingKey::from_secret(config.jwt_secret.expose_secret().as_bytes()),
+            DecodingKey::from_secret(secret.expose_secret().as_bytes()),
         );
 
         let mut validation = Validation::new(ALGORITHM);
@@ -107,15 +108,15 @@ impl TokenKeys {
         validation.validate_exp = true;
         validation.leeway = LEEWAY_SECS;
 
-        Self {
+        Ok(Self {
             kid,
-            encoding: EncodingKey::from_secret(config.jwt_secret.expose_secret().as_bytes()),
+            encoding: EncodingKey::from_secret(secret.expose_secret().as_bytes()),
             decoding,
             validation,
             issuer: config.jwt_issuer.clone(),
             audience: config.jwt_audience.clone(),
             lifetime: config.jwt_expires_in,
-        }
+        })
     }
 
     pub fn lifetime(&self) -> Duration {

@@ -1,0 +1,22 @@
+//! The migrate function on Lambda: wiring only.
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use shared::config::Config;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let config = Config::from_env()?;
+    shared::telemetry::init(&config.log_level);
+    shared::state::install_crypto_provider();
+    let config = &config;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let request: migrate::Request =
+                serde_json::from_value(event.payload).unwrap_or_default();
+            migrate::handle(config, request)
+                .await
+                .map_err(|e| lambda_runtime::Error::from(format!("{e:#}")))
+        },
+    ))
+    .await
+}
