@@ -14,7 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Clone)]
 pub struct Cache {
-    conn: ConnectionManager,
+    conn: Arc<std::sync::RwLock<ConnectionManager>>,
+    client: redis::Client,
     prefix: Arc<str>,
 }
 
@@ -31,15 +32,11 @@ impl Cache {
         // The URL may carry a password: the error says which variable, never the value.
         let client = redis::Client::open(url.expose_secret())
             .context("REDIS_URL is not a valid Redis URL")?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(100));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
             .context("creating the Redis client")?;
         Ok(Self {
-            conn,
+            conn: Arc::new(std::sync::RwLock::new(conn)),
+            client,
             prefix: prefix.into(),
         })
     }
@@ -51,10 +48,42 @@ impl Cache {
 
     /// A handle to the shared multiplexed connection; cheap to clone.
     pub fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Passes a result through, reconnecting when Redis answered READONLY: after a failover the
+    /// old primary refuses writes, and a new connection (a fresh DNS lookup of the primary
+    /// endpoint) reaches the new one. I/O errors need nothing: the manager reconnects by itself.
+    pub fn check<T>(&self, result: redis::RedisResult<T>) -> redis::RedisResult<T> {
+        if let Err(err) = &result
+            && err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        {
+            match ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config()) {
+                Ok(fresh) => {
+                    tracing::warn!("redis answered READONLY: reconnecting");
+                    *self
+                        .conn
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                }
+                Err(e) => tracing::error!(error = %e, "redis reconnect failed"),
+            }
+        }
+        result
     }
 
     pub async fn ping(&self) -> redis::RedisResult<()> {
         redis::cmd("PING").query_async::<()>(&mut self.conn()).await
     }
+}
+
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(100))
 }

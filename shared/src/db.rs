@@ -281,3 +281,108 @@ mod tests {
         assert!(!format!("{err:#}").contains("hunter2"));
     }
 }
+
+/// Where fresh credentials come from when Postgres rejects the cached password: re-reads the
+/// secret and answers the new connection URL.
+pub type CredentialRefresh = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<SecretString>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The pool behind a handle that can rebuild it with new credentials. A password rotation
+/// (SQLSTATE 28P01 on connect) re-reads the secret and swaps the pool once, without a restart.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<DbInner>,
+}
+
+struct DbInner {
+    pool: std::sync::RwLock<Pool>,
+    settings: PoolSettings,
+    refresh: Option<CredentialRefresh>,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Db {
+    pub fn new(
+        url: &SecretString,
+        settings: &PoolSettings,
+        refresh: Option<CredentialRefresh>,
+    ) -> anyhow::Result<Self> {
+        let pool = pool(url, settings)?;
+        Ok(Self {
+            inner: Arc::new(DbInner {
+                pool: std::sync::RwLock::new(pool),
+                settings: settings.clone(),
+                refresh,
+                refreshing: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The current pool (cheap: a pool is a reference-counted handle).
+    pub fn pool(&self) -> Pool {
+        self.inner
+            .pool
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A connection from the pool, waiting at most the pool's wait timeout.
+    pub async fn get(&self) -> Result<Connection, PoolError> {
+        let before = self.pool();
+        match before.get().await {
+            Err(PoolError::Backend(err))
+                if is_password_rejected(&err) && self.inner.refresh.is_some() =>
+            {
+                self.rebuild_after(&before).await;
+                self.pool().get().await
+            }
+            other => other,
+        }
+    }
+
+    /// Re-reads the credentials once for everyone who saw `stale` fail; later callers find the
+    /// pool already swapped and simply retry.
+    async fn rebuild_after(&self, stale: &Pool) {
+        let _guard = self.inner.refreshing.lock().await;
+        let current = self.pool();
+        if !std::ptr::eq(current.manager(), stale.manager()) {
+            return;
+        }
+        let Some(refresh) = &self.inner.refresh else {
+            return;
+        };
+        match refresh()
+            .await
+            .and_then(|url| pool(&url, &self.inner.settings))
+        {
+            Ok(fresh) => {
+                tracing::warn!(
+                    "Postgres rejected the password: credentials re-read and the pool rebuilt"
+                );
+                *self
+                    .inner
+                    .pool
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                current.close();
+            }
+            Err(err) => tracing::error!(
+                error = format!("{err:#}"),
+                "re-reading the database credentials failed"
+            ),
+        }
+    }
+
+    /// Closes every connection (shutdown).
+    pub fn close(&self) {
+        self.pool().close();
+    }
+}
+
+fn is_password_rejected(err: &tokio_postgres::Error) -> bool {
+    err.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD)
+}

@@ -10,6 +10,8 @@ pub mod http;
 pub mod metrics;
 #[cfg(feature = "migrate")]
 pub mod migrate;
+#[cfg(feature = "secrets")]
+pub mod secrets;
 pub mod state;
 #[cfg(feature = "s3")]
 pub mod storage;

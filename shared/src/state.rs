@@ -3,21 +3,20 @@
 use std::{sync::Arc, time::Instant};
 
 use anyhow::Context;
-use deadpool_postgres::Pool;
 
 use crate::{
     cache::Cache,
     config::Config,
-    db::{self, PoolSettings},
+    db::{Db, PoolSettings},
 };
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     /// The primary: every write, and every read that must see the caller's own writes.
-    pub db: Pool,
+    pub db: Db,
     /// The read replica (the primary when `DATABASE_READ_URL` is unset): reads that tolerate lag.
-    pub db_read: Pool,
+    pub db_read: Db,
     pub cache: Cache,
     /// Signing and verification keys of access tokens.
     #[cfg(feature = "auth")]
@@ -31,11 +30,17 @@ pub struct AppState {
 impl AppState {
     /// Builds the pools and the Redis client; opens no connection yet.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
+        Self::with_refresh(config, Refresh::default()).await
+    }
+
+    /// Like [`AppState::new`], with a way to re-read database credentials after a rotation.
+    pub async fn with_refresh(config: Config, refresh: Refresh) -> anyhow::Result<Self> {
         install_crypto_provider();
         let settings = PoolSettings::from_config(&config);
-        let db = db::pool(&config.database_url, &settings).context("DATABASE_URL")?;
+        let db =
+            Db::new(&config.database_url, &settings, refresh.primary).context("DATABASE_URL")?;
         let db_read = match &config.database_read_url {
-            Some(url) => db::pool(url, &settings).context("DATABASE_READ_URL")?,
+            Some(url) => Db::new(url, &settings, refresh.replica).context("DATABASE_READ_URL")?,
             None => db.clone(),
         };
         let cache = Cache::new(&config.redis_url, &config.redis_key_prefix)?;
@@ -56,6 +61,13 @@ impl AppState {
     pub async fn from_env() -> anyhow::Result<Self> {
         Self::new(Config::from_env()?).await
     }
+}
+
+/// How each pool gets new credentials when Postgres rejects the cached ones.
+#[derive(Default, Clone)]
+pub struct Refresh {
+    pub primary: Option<crate::db::CredentialRefresh>,
+    pub replica: Option<crate::db::CredentialRefresh>,
 }
 
 /// rustls needs one process-wide crypto provider when more than one is linked.

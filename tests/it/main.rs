@@ -11,5 +11,6 @@ mod layers;
 mod logs;
 mod migrations;
 mod rate_limit;
+mod resilience;
 mod uploads;
 mod users;

@@ -1,13 +1,12 @@
 //! The migrate function on Lambda: wiring only.
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use shared::config::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let config = Config::from_env()?;
-    shared::telemetry::init(&config.log_level);
     shared::state::install_crypto_provider();
+    let (config, _) = shared::secrets::load_from_env().await?;
+    shared::telemetry::init(&config.log_level);
     let config = &config;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {

@@ -41,10 +41,10 @@ pub async fn deny(
     let ttl = u64::try_from(claims.exp - chrono::Utc::now().timestamp()).unwrap_or(0)
         + super::tokens::LEEWAY_SECS;
     let mut conn = state.cache.conn();
-    if let Err(err) = conn
+    let denied = conn
         .set_ex::<_, _, ()>(deny_key(state, claims.jti), 1, ttl.max(1))
-        .await
-    {
+        .await;
+    if let Err(err) = state.cache.check(denied) {
         tracing::warn!(error = %err, "redis unavailable: the revoked token is recorded in Postgres only");
     }
     Ok(())
@@ -70,14 +70,14 @@ pub async fn bump_generation(
 
 async fn cache_generation(state: &AppState, user_id: Uuid, generation: i32) {
     let mut conn = state.cache.conn();
-    if let Err(err) = conn
+    let cached = conn
         .set_ex::<_, _, ()>(
             generation_key(state, user_id),
             generation,
             GENERATION_CACHE_SECS,
         )
-        .await
-    {
+        .await;
+    if let Err(err) = state.cache.check(cached) {
         tracing::warn!(error = %err, "redis unavailable: token generation not cached");
     }
 }
@@ -96,9 +96,10 @@ pub async fn ensure_not_revoked(state: &AppState, claims: &Claims) -> Result<(),
         Ok((false, Some(generation))) if claims.generation < generation => Err(revoked()),
         Ok((false, Some(_))) => Ok(()),
         Ok((false, None)) => {
-            let (generation, _) = from_postgres(state, claims).await?;
+            // Postgres also knows logouts that Redis missed while it refused writes.
+            let (generation, denied) = from_postgres(state, claims).await?;
             cache_generation(state, claims.sub, generation).await;
-            if claims.generation < generation {
+            if denied || claims.generation < generation {
                 Err(revoked())
             } else {
                 Ok(())

@@ -46,11 +46,12 @@ pub struct Hit {
 /// Counts one hit on `key` (already prefixed) in a window of `window`.
 pub async fn hit(cache: &Cache, key: &str, window: Duration) -> redis::RedisResult<Hit> {
     let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-    let (count, ttl_ms): (u64, i64) = HIT
+    let counted = HIT
         .key(key)
         .arg(window_ms)
         .invoke_async(&mut cache.conn())
-        .await?;
+        .await;
+    let (count, ttl_ms): (u64, i64) = cache.check(counted)?;
     Ok(Hit {
         count,
         reset: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)),

@@ -7,6 +7,7 @@
 
 pub mod database;
 pub mod moto;
+pub mod throwaway;
 
 use std::{collections::HashMap, net::SocketAddr};
 

@@ -1,0 +1,316 @@
+//! Failures survived: each test breaks a dependency of its own (a throwaway Postgres or Redis,
+//! or the test's own connections) and checks what a client would see.
+
+use std::time::{Duration, Instant};
+
+use axum::{Router, body::Body, extract::State, routing::get};
+use http::Method;
+use serde_json::json;
+use shared::{AppState, http::ApiError};
+
+use crate::support::{
+    Settings, TestApp, request, send_to,
+    throwaway::{PgOptions, TestCa, ThrowawayPostgres, ThrowawayRedis},
+};
+
+async fn health(app: &TestApp) -> (u16, serde_json::Value, Duration) {
+    let started = Instant::now();
+    let res = app.get("/health").await;
+    (res.status.as_u16(), res.json(), started.elapsed())
+}
+
+#[tokio::test]
+async fn postgres_over_tls_is_verified_against_the_configured_ca() {
+    let ca = TestCa::new();
+    let cert = ca.server_cert("good", "127.0.0.1");
+    let pg = ThrowawayPostgres::start(&PgOptions { tls: Some(cert) });
+    let url = format!("{}?sslmode=verify-full", pg.superuser_url());
+    let ca_path = ca.ca_pem().display().to_string();
+    let app = TestApp::spawn_with(
+        Settings::default()
+            .set("DATABASE_URL", &url)
+            .set("DATABASE_CA_CERT", &ca_path),
+    )
+    .await;
+    let (status, body, _) = health(&app).await;
+    assert_eq!(status, 200, "{body}");
+    let conn = app.state.db.get().await.expect("connection");
+    let ssl: bool = conn
+        .query_typed_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert!(ssl, "the connection is encrypted");
+}
+
+#[tokio::test]
+async fn a_server_whose_certificate_does_not_match_is_refused() {
+    let ca = TestCa::new();
+    let wrong_name = ca.server_cert("other", "db.example.com");
+    let pg = ThrowawayPostgres::start(&PgOptions {
+        tls: Some(wrong_name),
+    });
+    let url = format!("{}?sslmode=verify-full", pg.superuser_url());
+    let ca_path = ca.ca_pem().display().to_string();
+    let app = TestApp::spawn_with(
+        Settings::default()
+            .set("DATABASE_URL", &url)
+            .set("DATABASE_CA_CERT", &ca_path),
+    )
+    .await;
+    let (status, body, _) = health(&app).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["checks"]["database"], "error");
+
+    // A certificate from a CA we were not told to trust is refused too.
+    let unknown = TestCa::new();
+    let pg2 = ThrowawayPostgres::start(&PgOptions {
+        tls: Some(unknown.server_cert("good", "127.0.0.1")),
+    });
+    let url = format!("{}?sslmode=require", pg2.superuser_url());
+    let app = TestApp::spawn_with(
+        Settings::default()
+            .set("DATABASE_URL", &url)
+            .set("DATABASE_CA_CERT", &ca_path),
+    )
+    .await;
+    assert_eq!(health(&app).await.0, 503);
+}
+
+#[tokio::test]
+async fn a_postgres_restart_degrades_health_and_recovers_without_a_restart() {
+    let pg = ThrowawayPostgres::start(&PgOptions::default());
+    let app =
+        TestApp::spawn_with(Settings::default().set("DATABASE_URL", &pg.superuser_url())).await;
+    assert_eq!(health(&app).await.0, 200);
+
+    pg.stop();
+    let (status, body, took) = health(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["database"], "error");
+    assert!(took < Duration::from_secs(2), "no request hangs: {took:?}");
+
+    pg.start_again();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, took) = health(&app).await;
+        assert!(took < Duration::from_secs(2), "no request hangs: {took:?}");
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "health did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn killed_connections_are_replaced_before_the_next_request() {
+    let app = TestApp::spawn().await;
+    let session = app.register("killed@example.com").await;
+    // Fill the pool with connections, then kill all of them behind its back.
+    for _ in 0..3 {
+        assert_eq!(
+            app.post_json(
+                "/api/v1/auth/login",
+                &json!({"email": session.email, "password": session.password})
+            )
+            .await
+            .status,
+            200
+        );
+    }
+    let admin = crate::support::database::admin_connection().await;
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&app.db.name],
+        )
+        .await
+        .expect("terminate")
+        .get(0);
+    assert!(killed > 0, "there were pooled connections to kill");
+    let res = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": session.email, "password": session.password}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "the next request succeeds");
+    assert_eq!(health(&app).await.0, 200);
+}
+
+#[tokio::test]
+async fn redis_stopped_keeps_the_api_serving_and_recovers_by_itself() {
+    let mut redis = ThrowawayRedis::start();
+    let app = TestApp::spawn_with(
+        Settings::default()
+            .set("REDIS_URL", &redis.url())
+            .set("RATE_LIMIT_MAX", "1000"),
+    )
+    .await;
+    let session = app.register("redis@example.com").await;
+    assert_eq!(health(&app).await.0, 200);
+
+    redis.stop();
+    let (status, body, took) = health(&app).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["checks"]["redis"], "error");
+    assert_eq!(body["checks"]["database"], "ok");
+    assert!(took < Duration::from_secs(2));
+    let started = Instant::now();
+    let me = app
+        .get_with_token("/api/v1/users/me", &session.access_token)
+        .await;
+    assert_eq!(me.status, 200, "the API keeps serving without Redis");
+    assert!(
+        me.header("ratelimit").is_none(),
+        "the limiter let the request through"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let login = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": session.email, "password": session.password}),
+        )
+        .await;
+    assert_eq!(login.status, 200);
+
+    redis.start_again();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if health(&app).await.0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "redis did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let me = app
+        .get_with_token("/api/v1/users/me", &session.access_token)
+        .await;
+    assert!(me.header("ratelimit").is_some(), "the limiter counts again");
+}
+
+/// A route that runs a query slower than the statement timeout.
+async fn slow_query(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    let conn = state.db.get().await?;
+    conn.query_typed("SELECT pg_sleep(2)", &[]).await?;
+    Ok("done")
+}
+
+/// A route that holds a connection for a while.
+async fn hold_connection(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    let _conn = state.db.get().await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    Ok("held")
+}
+
+async fn probe(app: &TestApp, path: &str) -> (crate::support::TestResponse, Duration) {
+    let routes = Router::new()
+        .route("/probe/slow", get(slow_query))
+        .route("/probe/hold", get(hold_connection))
+        .with_state(app.state.clone());
+    let router = shared::http::app(routes, &app.state);
+    let started = Instant::now();
+    let res = send_to(
+        &router,
+        request(Method::GET, path).body(Body::empty()).expect("req"),
+    )
+    .await;
+    (res, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_statement_timeout_is_a_503_not_a_hang() {
+    let app = TestApp::spawn_with(Settings::default().set("DB_STATEMENT_TIMEOUT", "200ms")).await;
+    let (res, took) = probe(&app, "/probe/slow").await;
+    assert_eq!(res.status, 503);
+    assert_eq!(res.problem().code, "service_unavailable");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_answers_503_within_the_wait_timeout() {
+    let app = TestApp::spawn_with(Settings::default().set("DB_POOL_MAX", "1")).await;
+    let holder = {
+        let routes = Router::new()
+            .route("/probe/hold", get(hold_connection))
+            .with_state(app.state.clone());
+        let router = shared::http::app(routes, &app.state);
+        tokio::spawn(async move {
+            send_to(
+                &router,
+                request(Method::GET, "/probe/hold")
+                    .body(Body::empty())
+                    .expect("req"),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (res, took) = probe(&app, "/probe/slow").await;
+    assert_eq!(res.status, 503);
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(holder.await.expect("holder").status, 200);
+}
+
+#[tokio::test]
+async fn redis_answering_readonly_is_survived() {
+    // A replica refuses writes with READONLY, as the old primary does after a failover.
+    let primary = ThrowawayRedis::start();
+    let replica =
+        ThrowawayRedis::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+    let app = TestApp::spawn_with(Settings::default().set("REDIS_URL", &replica.url())).await;
+    let session = app.register("readonly@example.com").await;
+    let me = app
+        .get_with_token("/api/v1/users/me", &session.access_token)
+        .await;
+    assert_eq!(
+        me.status, 200,
+        "writes refused by Redis never fail a request"
+    );
+    let res = app
+        .json(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &json!({}),
+            Some(&session.access_token),
+        )
+        .await;
+    assert_eq!(res.status, 204);
+    assert_eq!(
+        app.get_with_token("/api/v1/users/me", &session.access_token)
+            .await
+            .status,
+        401,
+        "logout still holds (Postgres)"
+    );
+}
+
+#[tokio::test]
+async fn a_readonly_answer_makes_the_client_reconnect() {
+    let primary = ThrowawayRedis::start();
+    let replica =
+        ThrowawayRedis::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+    let app = TestApp::spawn_with(Settings::default().set("REDIS_URL", &replica.url())).await;
+    let client_id = |app: &TestApp| {
+        let mut conn = app.state.cache.conn();
+        async move {
+            redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async::<u64>(&mut conn)
+                .await
+                .expect("client id")
+        }
+    };
+    let before = client_id(&app).await;
+    // Every limited request writes to Redis: the replica refuses it.
+    assert_eq!(app.get("/api/v1/openapi.json").await.status, 200);
+    let after = client_id(&app).await;
+    assert_ne!(
+        before, after,
+        "a new connection replaced the one that hit READONLY"
+    );
+}
