@@ -12,5 +12,6 @@ mod logs;
 mod migrations;
 mod rate_limit;
 mod resilience;
+mod secrets;
 mod uploads;
 mod users;

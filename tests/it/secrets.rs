@@ -1,0 +1,217 @@
+//! Configuration from Secrets Manager (moto), and a password rotation survived without a restart.
+
+use std::collections::HashMap;
+
+use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use secrecy::SecretString;
+use serde_json::json;
+use shared::AppState;
+
+use crate::support::{
+    TestApp, moto,
+    throwaway::{PgOptions, ThrowawayPostgres},
+};
+
+async fn secrets_client() -> aws_sdk_secretsmanager::Client {
+    moto::ensure_running().await;
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(moto::ENDPOINT)
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+}
+
+async fn create_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    value: &serde_json::Value,
+) -> String {
+    let name = format!("secret-{}", uuid::Uuid::new_v4().simple());
+    let out = client
+        .create_secret()
+        .name(&name)
+        .secret_string(value.to_string())
+        .send()
+        .await
+        .expect("create secret");
+    out.arn().expect("arn").to_owned()
+}
+
+fn lookup(
+    vars: HashMap<&'static str, String>,
+) -> impl Fn(&str) -> Option<String> + Send + Sync + Clone + 'static {
+    move |name: &str| vars.get(name).cloned()
+}
+
+const JWT: &str = "secret-from-secrets-manager-0123456789abcdef";
+
+struct Fixture {
+    pg: ThrowawayPostgres,
+    client: aws_sdk_secretsmanager::Client,
+    db_arn: String,
+    vars: HashMap<&'static str, String>,
+}
+
+async fn fixture() -> Fixture {
+    let pg = ThrowawayPostgres::start(&PgOptions::default());
+    pg.psql("CREATE ROLE app LOGIN PASSWORD 'first-password'");
+    let client = secrets_client().await;
+    let db_arn = create_secret(
+        &client,
+        &json!({"username": "app", "password": "first-password", "host": "127.0.0.1", "port": pg.port, "dbname": "postgres", "engine": "postgres"}),
+    )
+    .await;
+    let app_arn = create_secret(
+        &client,
+        &json!({"JWT_SECRET": JWT, "RATE_LIMIT_MAX": "1000"}),
+    )
+    .await;
+    let vars = HashMap::from([
+        ("APP_ENV", "production".to_owned()),
+        (
+            "DATABASE_URL",
+            format!("postgres://placeholder@127.0.0.1:{}/postgres", pg.port),
+        ),
+        ("DATABASE_SECRET_ARN", db_arn.clone()),
+        ("APP_SECRET_ARN", app_arn),
+        ("AWS_ENDPOINT_URL", moto::ENDPOINT.to_owned()),
+        ("REDIS_URL", crate::support::redis_url()),
+        (
+            "REDIS_KEY_PREFIX",
+            format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        ),
+    ]);
+    Fixture {
+        pg,
+        client,
+        db_arn,
+        vars,
+    }
+}
+
+async fn health(state: &AppState) -> u16 {
+    let res = crate::support::send_to(
+        &backend::app(state),
+        crate::support::request(http::Method::GET, "/health")
+            .body(axum::body::Body::empty())
+            .expect("req"),
+    )
+    .await;
+    res.status.as_u16()
+}
+
+#[tokio::test]
+async fn settings_and_database_credentials_come_from_secrets_manager() {
+    let f = fixture().await;
+    let (config, refresh) = shared::secrets::load(lookup(f.vars.clone()))
+        .await
+        .expect("config loads");
+    assert_eq!(config.rate_limit_max, 1000, "settings from the app secret");
+    let expected_kid = shared::auth::tokens::key_id(&SecretString::from(JWT.to_owned()));
+    let state = AppState::with_refresh(config, refresh)
+        .await
+        .expect("state");
+    let token = state
+        .tokens
+        .issue(uuid::Uuid::new_v4(), 0, None)
+        .expect("token");
+    let header = jsonwebtoken::decode_header(&token.token).expect("header");
+    assert_eq!(
+        header.kid.as_deref(),
+        Some(expected_kid.as_str()),
+        "signed with the secret's JWT key"
+    );
+    assert_eq!(
+        health(&state).await,
+        200,
+        "connected with the secret's credentials"
+    );
+    assert!(
+        !format!("{:?}", state.config).contains("first-password"),
+        "secrets never print"
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_password_is_picked_up_without_a_restart() {
+    let f = fixture().await;
+    let (config, refresh) = shared::secrets::load(lookup(f.vars.clone()))
+        .await
+        .expect("config loads");
+    let rotating = AppState::with_refresh(config.clone(), refresh)
+        .await
+        .expect("state");
+    let stuck = AppState::new(config)
+        .await
+        .expect("state without a refresh");
+    assert_eq!(health(&rotating).await, 200);
+    assert_eq!(health(&stuck).await, 200);
+
+    // What a rotation does: a new password in Postgres and in the secret, old sessions gone.
+    f.pg.psql("ALTER ROLE app PASSWORD 'second-password'");
+    f.client
+        .put_secret_value()
+        .secret_id(&f.db_arn)
+        .secret_string(
+            json!({"username": "app", "password": "second-password", "host": "127.0.0.1", "port": f.pg.port, "dbname": "postgres"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("rotate the secret");
+    f.pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app'");
+
+    assert_eq!(
+        health(&rotating).await,
+        200,
+        "the pool re-read the secret and reconnected"
+    );
+    assert_eq!(
+        health(&stuck).await,
+        503,
+        "without re-reading, the old password is refused"
+    );
+}
+
+#[tokio::test]
+async fn secrets_manager_unreachable_at_cold_start_fails_with_one_clear_line() {
+    let mut vars = HashMap::from([
+        (
+            "APP_SECRET_ARN",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:app".to_owned(),
+        ),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:1".to_owned()),
+    ]);
+    let err = shared::secrets::load(lookup(vars.clone()))
+        .await
+        .err()
+        .expect("start-up must fail");
+    let line = format!("{err:#}");
+    assert!(
+        line.contains("APP_SECRET_ARN") && !line.contains('\n'),
+        "{line}"
+    );
+
+    vars.insert(
+        "DATABASE_SECRET_ARN",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:db".to_owned(),
+    );
+    vars.remove("APP_SECRET_ARN");
+    let err = shared::secrets::load(lookup(vars))
+        .await
+        .err()
+        .expect("start-up must fail");
+    assert!(format!("{err:#}").contains("DATABASE_SECRET_ARN"));
+}
+
+#[tokio::test]
+async fn without_secret_arns_the_environment_is_used_as_is() {
+    let app = TestApp::spawn().await;
+    let vars = HashMap::from([
+        ("DATABASE_URL", app.db.url.clone()),
+        ("RATE_LIMIT_MAX", "7".to_owned()),
+    ]);
+    let (config, _) = shared::secrets::load(lookup(vars)).await.expect("config");
+    assert_eq!(config.rate_limit_max, 7);
+}
