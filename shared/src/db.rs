@@ -386,3 +386,12 @@ impl Db {
 fn is_password_rejected(err: &tokio_postgres::Error) -> bool {
     err.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD)
 }
+
+#[cfg(test)]
+mod ca_bundle_tests {
+    #[test]
+    fn the_rds_ca_bundle_in_the_repository_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/rds-ca.pem");
+        super::tls_connector(Some(path)).expect("the RDS CA bundle parses");
+    }
+}
