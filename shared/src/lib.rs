@@ -22,6 +22,19 @@ pub mod users;
 
 pub use state::AppState;
 
+/// A route group's whole `main` on Lambda, run once per cold start: settings (and secrets),
+/// logs, pools, then invocations until shutdown.
+#[cfg(feature = "secrets")]
+pub async fn serve_on_lambda(
+    router: fn(AppState) -> axum::Router,
+) -> Result<(), lambda_http::Error> {
+    state::install_crypto_provider();
+    let (config, refresh) = secrets::load_from_env().await?;
+    telemetry::init(&config.log_level);
+    let state = AppState::with_refresh(config, refresh).await?;
+    run_on_lambda(router(state.clone()), &state).await
+}
+
 /// Runs a route group on Lambda: wraps it in the common layers and serves invocations.
 pub async fn run_on_lambda(
     routes: axum::Router,

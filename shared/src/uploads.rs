@@ -105,9 +105,9 @@ pub async fn delete(db: &impl GenericClient, id: Uuid) -> anyhow::Result<()> {
 pub async fn list(
     db: &impl GenericClient,
     user_id: Uuid,
-    before: Option<crate::users::Cursor>,
+    before: Option<crate::http::Cursor>,
     limit: i64,
-) -> anyhow::Result<(Vec<Upload>, Option<crate::users::Cursor>)> {
+) -> anyhow::Result<(Vec<Upload>, Option<crate::http::Cursor>)> {
     let rows = db
         .query_typed(
             &format!(
@@ -127,7 +127,7 @@ pub async fn list(
     let mut items: Vec<Upload> = rows.iter().map(upload).collect();
     let next = if items.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
         items.pop();
-        items.last().map(|u| crate::users::Cursor {
+        items.last().map(|u| crate::http::Cursor {
             created_at: u.created_at,
             id: u.id,
         })

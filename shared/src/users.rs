@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::{GenericClient, Row, types::Type};
 use uuid::Uuid;
 
+pub use crate::http::pagination::Cursor;
+
 /// A user as the API shows it: never the password hash.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct User {
@@ -212,35 +214,6 @@ pub async fn delete(db: &impl GenericClient, id: Uuid) -> anyhow::Result<bool> {
         .await
         .context("deleting a user")?;
     Ok(n == 1)
-}
-
-/// A position in the (created_at, id) order of the admin listing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub created_at: DateTime<Utc>,
-    pub id: Uuid,
-}
-
-impl Cursor {
-    /// Opaque to clients: base64url of `micros:uuid`.
-    pub fn encode(&self) -> String {
-        use base64::Engine;
-        let raw = format!("{}:{}", self.created_at.timestamp_micros(), self.id);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-    }
-
-    pub fn decode(raw: &str) -> Option<Self> {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(raw)
-            .ok()?;
-        let text = String::from_utf8(bytes).ok()?;
-        let (micros, id) = text.split_once(':')?;
-        Some(Self {
-            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-            id: id.parse().ok()?,
-        })
-    }
 }
 
 /// One page of users after `after`, oldest first, optionally only emails starting with `prefix`.

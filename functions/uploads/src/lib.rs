@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, time::Duration};
 use aws_sdk_s3::presigning::PresigningConfig;
 use axum::{
     Json as JsonBody, Router,
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -22,9 +22,8 @@ use serde::{Deserialize, Serialize};
 use shared::{
     AppState,
     auth::AuthUser,
-    http::{ApiError, Created, FieldError, Json, PathId},
+    http::{ApiError, Created, FieldError, Json, Page, Pagination, PathId},
     uploads::{self, Upload},
-    users::Cursor,
 };
 use uuid::Uuid;
 
@@ -293,42 +292,12 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Page {
-    items: Vec<Upload>,
-    next_cursor: Option<String>,
-}
-
 async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
-    Query(query): Query<ListQuery>,
-) -> Result<JsonBody<Page>, ApiError> {
-    let limit = match query.limit.as_deref() {
-        None | Some("") => 20,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ApiError::field("limit", "must be a whole number from 1 to 100"))?,
-    };
-    let before =
-        match query.cursor.as_deref() {
-            None | Some("") => None,
-            Some(raw) => Some(Cursor::decode(raw).ok_or_else(|| {
-                ApiError::bad_request("invalid_cursor", "The cursor is not valid")
-            })?),
-        };
+    page: Pagination,
+) -> Result<JsonBody<Page<Upload>>, ApiError> {
     let conn = state.db.get().await?;
-    let (items, next) = uploads::list(&**conn, caller.id, before, limit).await?;
-    Ok(JsonBody(Page {
-        items,
-        next_cursor: next.map(|c| c.encode()),
-    }))
+    let (items, next) = uploads::list(&**conn, caller.id, page.cursor, page.limit).await?;
+    Ok(JsonBody(Page::new(items, next)))
 }

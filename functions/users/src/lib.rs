@@ -11,16 +11,13 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, put},
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use shared::{
     AppState,
     auth::{AdminUser, AuthUser, Email, Password, SelfOrAdmin, password, refresh, revocation},
-    http::{ApiError, FieldError, Json},
-    users::{self, Cursor, User},
+    http::{ApiError, FieldError, Json, Page, Pagination},
+    users::{self, User},
 };
-
-pub const DEFAULT_PAGE: i64 = 20;
-pub const MAX_PAGE: i64 = 100;
 
 /// Every (method, path) this function serves: the template's HTTP API, the cargo-lambda watch
 /// router and the OpenAPI document are checked against this list by the test suite.
@@ -185,50 +182,25 @@ async fn delete_me(
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
+struct EmailFilter {
     email: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Page {
-    items: Vec<User>,
-    next_cursor: Option<String>,
 }
 
 async fn list(
     State(state): State<AppState>,
     _admin: AdminUser,
-    Query(query): Query<ListQuery>,
-) -> Result<JsonBody<Page>, ApiError> {
-    let limit = match query.limit.as_deref() {
-        None | Some("") => DEFAULT_PAGE,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| ApiError::field("limit", "must be a whole number from 1 to 100"))?,
-    };
-    let after =
-        match query.cursor.as_deref() {
-            None | Some("") => None,
-            Some(raw) => Some(Cursor::decode(raw).ok_or_else(|| {
-                ApiError::bad_request("invalid_cursor", "The cursor is not valid")
-            })?),
-        };
-    let prefix = query
+    page: Pagination,
+    Query(filter): Query<EmailFilter>,
+) -> Result<JsonBody<Page<User>>, ApiError> {
+    let prefix = filter
         .email
         .as_deref()
         .map(str::trim)
         .filter(|p| !p.is_empty());
     // The listing tolerates replica lag: it reads the read pool.
     let conn = state.db_read.get().await?;
-    let (items, next) = users::list(&**conn, after, prefix, limit).await?;
-    Ok(JsonBody(Page {
-        items,
-        next_cursor: next.map(|c| c.encode()),
-    }))
+    let (items, next) = users::list(&**conn, page.cursor, prefix, page.limit).await?;
+    Ok(JsonBody(Page::new(items, next)))
 }
 
 async fn show(
