@@ -11,10 +11,15 @@ use super::{
     Manifest,
     catalog::{self, columns_sql},
     digest::RowDigest,
+    session::SETTINGS,
 };
 use crate::db::quote_ident;
 
+/// Checks the database `client` is connected to (inside the restore's transaction, or after a
+/// restore by `psql`).
 pub async fn verify(client: &Client, manifest: &Manifest) -> anyhow::Result<()> {
+    // The checksums are over the rows' text, which these settings fix.
+    client.batch_execute(SETTINGS).await?;
     let mut problems = Vec::new();
 
     let version: Option<i64> = client
