@@ -58,4 +58,19 @@ if ! moto_up; then
   nohup moto_server -H 127.0.0.1 -p 5000 >"${TMPDIR:-/tmp}/moto.log" 2>&1 &
   wait_for moto moto_up
 fi
+# A second moto on 127.0.0.1:5001 for the backup tests, from the tools virtual env at a version
+# whose multipart uploads complete cleanly (5.2.0 to 5.2.4 answer CompleteMultipartUpload with
+# the wrong XML root: getmoto/moto#10055).
+moto_multipart_up() { (exec 3<>/dev/tcp/127.0.0.1/5001) 2>/dev/null; }
+if ! moto_multipart_up; then
+  tools="${TOOLS_VENV:-$HOME/.cache/backend-tools/venv}"
+  if ! "$tools/bin/python" -c 'import moto, sys; sys.exit(tuple(map(int, moto.__version__.split(".")[:3])) < (5, 2, 5))' 2>/dev/null; then
+    echo "services: installing moto 5.2.5 into $tools"
+    [ -x "$tools/bin/python" ] || python3 -m venv "$tools"
+    "$tools/bin/pip" install --quiet 'moto[server]>=5.2.5'
+  fi
+  echo "services: starting moto for multipart uploads"
+  nohup "$tools/bin/moto_server" -H 127.0.0.1 -p 5001 >"${TMPDIR:-/tmp}/moto-5001.log" 2>&1 &
+  wait_for "moto (5001)" moto_multipart_up
+fi
 echo "services: Postgres, Redis and moto are up"

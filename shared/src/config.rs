@@ -95,7 +95,8 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Content types a client may upload (lower case, no parameters).
     pub upload_content_types: Vec<String>,
-    pub backup_bucket: Option<String>,
+    /// Where the daily backups go (`backups/...`).
+    pub backup_bucket: String,
     pub aws_endpoint_url: Option<String>,
 }
 
@@ -223,7 +224,9 @@ impl Config {
                 .map(|t| t.trim().to_ascii_lowercase())
                 .filter(|t| !t.is_empty())
                 .collect(),
-            backup_bucket: env.get("BACKUP_BUCKET"),
+            backup_bucket: env
+                .get("BACKUP_BUCKET")
+                .unwrap_or_else(|| format!("{app_name}-backups")),
             aws_endpoint_url: env.get("AWS_ENDPOINT_URL"),
         })
     }

@@ -1,8 +1,10 @@
 //! The library every function links: configuration, telemetry, Postgres, Redis, HTTP layers and
-//! errors, and (behind features) the migration engine.
+//! errors, and (behind features) the migration engine, S3 and backups.
 
 #[cfg(feature = "auth")]
 pub mod auth;
+#[cfg(feature = "backup")]
+pub mod backup;
 pub mod cache;
 pub mod config;
 pub mod db;

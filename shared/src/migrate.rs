@@ -112,6 +112,27 @@ impl Migrator {
         Self::new(migrations)
     }
 
+    /// Builds from migration files compiled into a binary, as `(file name, contents)` pairs
+    /// (`NNNN_name.up.sql` and `NNNN_name.down.sql`): for functions that carry their migrations
+    /// instead of reading a folder.
+    pub fn from_embedded(files: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let migrations = files
+            .iter()
+            .filter_map(|(file, up)| file.strip_suffix(".up.sql").map(|stem| (stem, up)))
+            .map(|(stem, up)| {
+                let (version, name) = parse_stem(stem)
+                    .with_context(|| format!("migration {stem} is not named NNNN_name"))?;
+                let down_file = format!("{stem}.down.sql");
+                let down = files
+                    .iter()
+                    .find(|(f, _)| *f == down_file)
+                    .map(|(_, sql)| *sql);
+                Ok(Migration::new(version, name, up, down))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Self::new(migrations)
+    }
+
     pub fn migrations(&self) -> &[Migration] {
         &self.migrations
     }
@@ -292,16 +313,17 @@ fn parse_stem(stem: &str) -> Option<(i64, &str)> {
         .then_some((version.parse().ok()?, name))
 }
 
+/// The table that records applied migrations. Backups recreate it with the same definition.
+pub const SCHEMA_MIGRATIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    bigint PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)";
+
 async fn ensure_table(client: &Client) -> anyhow::Result<()> {
     client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version    bigint PRIMARY KEY,
-                name       text NOT NULL,
-                checksum   text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            )",
-        )
+        .batch_execute(SCHEMA_MIGRATIONS_DDL)
         .await
         .context("creating schema_migrations")
 }

@@ -37,3 +37,21 @@ pub async fn s3_client(config: &Config) -> S3 {
         .build();
     S3::from_conf(s3_config)
 }
+
+/// The same client with timeouts fit for whole-database transfers (multipart parts, and reading
+/// a dump of many gigabytes), which the request-path timeouts above would cut short.
+pub fn for_transfers(s3: &S3) -> S3 {
+    let config = s3
+        .config()
+        .to_builder()
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(300))
+                .operation_timeout(Duration::from_secs(900))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .build();
+    S3::from_conf(config)
+}

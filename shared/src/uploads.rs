@@ -9,6 +9,9 @@ use uuid::Uuid;
 
 use crate::storage::S3;
 
+/// Uploads still pending after this long were abandoned: the daily maintenance task removes them.
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Upload {
     pub id: Uuid,

@@ -3,6 +3,7 @@
 mod support;
 
 mod auth;
+mod backup;
 mod health;
 mod infrastructure;
 mod jwt;

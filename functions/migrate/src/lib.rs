@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use shared::{
     config::Config,
     db::{self, PoolSettings},
-    migrate::{Migration, Migrator, State},
+    migrate::{Migrator, State},
 };
 
 mod embedded {
@@ -34,25 +34,9 @@ pub struct Response {
     pub version: Option<i64>,
 }
 
-/// The migrations compiled into this binary.
+/// The migrations compiled into this binary (by `build.rs`).
 pub fn migrator() -> anyhow::Result<Migrator> {
-    let mut migrations = Vec::new();
-    for (name, up) in embedded::FILES
-        .iter()
-        .filter(|(n, _)| n.ends_with(".up.sql"))
-    {
-        let stem = name.trim_end_matches(".up.sql");
-        let (version, label) = stem
-            .split_once('_')
-            .ok_or_else(|| anyhow::anyhow!("bad migration name {name}"))?;
-        let down_name = format!("{stem}.down.sql");
-        let down = embedded::FILES
-            .iter()
-            .find(|(n, _)| *n == down_name)
-            .map(|(_, sql)| *sql);
-        migrations.push(Migration::new(version.parse()?, label, up, down));
-    }
-    Migrator::new(migrations)
+    Migrator::from_embedded(embedded::FILES)
 }
 
 pub async fn handle(config: &Config, request: Request) -> anyhow::Result<Response> {

@@ -31,8 +31,7 @@ pub use filename::sanitize as sanitize_filename;
 
 pub const UPLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 pub const DOWNLOAD_URL_LIFETIME: Duration = Duration::from_secs(5 * 60);
-/// Uploads still pending after this long are removed by the daily maintenance task.
-pub const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 3600);
+pub use shared::uploads::ABANDONED_AFTER;
 
 /// Every (method, path) this function serves: the template's HTTP API, the cargo-lambda watch
 /// router and the OpenAPI document are checked against this list by the test suite.

@@ -1,5 +1,7 @@
-//! `db`: the database command line. Migrations (`create`, `up`, `down`, `reset`, `status`) and
-//! development data (`seed`), against `DATABASE_URL`.
+//! `db`: the database command line. Migrations (`create`, `up`, `down`, `reset`, `status`),
+//! development data (`seed`), and backups (`backup`, `restore`, `drill`), against `DATABASE_URL`.
+
+mod backups;
 
 use anyhow::Context;
 use backend::migrations_dir;
@@ -36,6 +38,12 @@ enum Command {
     Seed,
     /// Create the database named in DATABASE_URL if it does not exist.
     CreateDatabase,
+    /// Take a logical backup: to BACKUP_BUCKET under backups/YYYY/MM/DD/, or to a local file.
+    Backup(backups::BackupArgs),
+    /// Restore a backup into an empty database, and check it against its manifest.
+    Restore(backups::RestoreArgs),
+    /// Restore the newest backup in BACKUP_BUCKET into a scratch database, check it, drop it.
+    Drill,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -56,6 +64,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     shared::state::install_crypto_provider();
     let settings = PoolSettings::from_config(&config);
+    match command {
+        Command::Backup(args) => return backups::backup(&config, &dir, args).await,
+        Command::Restore(args) => return backups::restore(&config, args).await,
+        Command::Drill => return backups::drill(&config).await,
+        _ => {}
+    }
     if let Command::CreateDatabase = command {
         let created = db::ensure_database(&config.database_url, &settings).await?;
         println!(
@@ -90,7 +104,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let n = backend::seed::seed(client).await.context("seeding")?;
             println!("seeded {n} users");
         }
-        Command::Create { .. } | Command::CreateDatabase => unreachable!("handled above"),
+        Command::Create { .. }
+        | Command::CreateDatabase
+        | Command::Backup(_)
+        | Command::Restore(_)
+        | Command::Drill => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -1,0 +1,159 @@
+//! The scheduled tasks, each an EventBridge input to the backup function:
+//!
+//! - `{"task":"backup"}` (daily): a logical backup of the primary to the backups bucket, then
+//!   the `BackupSucceeded` metric (1 or 0);
+//! - `{"task":"drill"}` (weekly): the newest backup restored into a scratch database and checked,
+//!   then `DrillSucceeded` (1 or 0);
+//! - `{"task":"maintenance"}` (daily): uploads never completed within 24 hours are removed, their
+//!   objects and their rows.
+//!
+//! A task that fails returns its error, so the invocation fails and the alarms see it.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shared::{
+    backup::{self, Destination},
+    config::Config,
+    db::{self, PoolSettings},
+    metrics,
+    migrate::Migrator,
+    storage::{self, S3},
+};
+
+pub use shared::uploads::ABANDONED_AFTER;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(tag = "task", rename_all = "lowercase")]
+pub enum Task {
+    Backup,
+    Drill,
+    Maintenance,
+}
+
+/// What the tasks need, built once per cold start.
+pub struct Tasks {
+    config: Config,
+    s3: S3,
+    migrator: Migrator,
+}
+
+impl Tasks {
+    pub async fn new(config: Config, migrator: Migrator) -> Self {
+        shared::state::install_crypto_provider();
+        let s3 = storage::for_transfers(&storage::s3_client(&config).await);
+        Self {
+            config,
+            s3,
+            migrator,
+        }
+    }
+
+    /// Runs one task and reports what it did.
+    pub async fn run(&self, task: Task) -> anyhow::Result<Value> {
+        match task {
+            Task::Backup => {
+                let result = self.backup().await;
+                self.succeeded("BackupSucceeded", result.is_ok());
+                result
+            }
+            Task::Drill => {
+                let result = self.drill().await;
+                self.succeeded("DrillSucceeded", result.is_ok());
+                result
+            }
+            Task::Maintenance => self.maintenance().await,
+        }
+    }
+
+    fn succeeded(&self, metric: &str, ok: bool) {
+        let environment = self.config.app_env.to_string();
+        metrics::emit(
+            metrics::BACKUP_NAMESPACE,
+            metric,
+            i64::from(ok),
+            "Count",
+            &[("Environment", &environment)],
+        );
+    }
+
+    /// Long statements are expected: one COPY per table.
+    fn settings(&self) -> PoolSettings {
+        PoolSettings {
+            statement_timeout: Duration::ZERO,
+            ..PoolSettings::from_config(&self.config)
+        }
+    }
+
+    async fn backup(&self) -> anyhow::Result<Value> {
+        let bucket = &self.config.backup_bucket;
+        let key = backup::dump_key(chrono::Utc::now());
+        let mut conn = db::connect_once(&self.config.database_url, &self.settings()).await?;
+        let destination = Destination::S3 {
+            s3: self.s3.clone(),
+            bucket: bucket.clone(),
+            key: key.clone(),
+        };
+        let manifest = backup::backup(&mut conn, &self.migrator, &destination)
+            .await
+            .with_context(|| format!("backing up to s3://{bucket}/{key}"))?;
+        let rows: u64 = manifest.tables.values().map(|t| t.rows).sum();
+        tracing::info!(
+            key,
+            bytes = manifest.bytes,
+            rows,
+            duration_ms = manifest.duration_ms,
+            "backup written"
+        );
+        Ok(json!({
+            "key": key,
+            "bytes": manifest.bytes,
+            "tables": manifest.tables.len(),
+            "rows": rows,
+            "duration_ms": manifest.duration_ms,
+        }))
+    }
+
+    async fn drill(&self) -> anyhow::Result<Value> {
+        let (key, restored) = backup::drill(
+            &self.s3,
+            &self.config.backup_bucket,
+            &self.config.database_url,
+            &self.settings(),
+            &backup::scratch_name(),
+        )
+        .await?;
+        let duration_ms = u64::try_from(restored.duration.as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(
+            key,
+            rows = restored.rows(),
+            duration_ms,
+            "restore drill passed"
+        );
+        Ok(json!({
+            "key": key,
+            "tables": restored.manifest.tables.len(),
+            "rows": restored.rows(),
+            "duration_ms": duration_ms,
+        }))
+    }
+
+    async fn maintenance(&self) -> anyhow::Result<Value> {
+        let conn = db::connect_once(
+            &self.config.database_url,
+            &PoolSettings::from_config(&self.config),
+        )
+        .await?;
+        let removed = shared::uploads::clean_up_abandoned(
+            &**conn,
+            &self.s3,
+            &self.config.uploads_bucket,
+            ABANDONED_AFTER,
+        )
+        .await?;
+        tracing::info!(removed, "abandoned uploads removed");
+        Ok(json!({ "abandoned_uploads_removed": removed }))
+    }
+}

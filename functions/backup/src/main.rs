@@ -1,0 +1,23 @@
+//! The backup function on Lambda: wiring only, run once per cold start.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::state::install_crypto_provider();
+    let (config, _) = shared::secrets::load_from_env().await?;
+    shared::telemetry::init(&config.log_level);
+    // The migrate function's binary-embedded migrations: one copy for both functions.
+    let migrator = migrate::migrator()?;
+    let tasks = backup::Tasks::new(config, migrator).await;
+    let tasks = &tasks;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let task: backup::Task = serde_json::from_value(event.payload)?;
+        tasks.run(task).await.map_err(|err| {
+            tracing::error!(error = format!("{err:#}"), ?task, "task failed");
+            Error::from(format!("{err:#}"))
+        })
+    }))
+    .await
+}

@@ -1,0 +1,129 @@
+//! The backup function's scheduled tasks, run as EventBridge invokes them.
+
+use backup::{Task, Tasks};
+use serde_json::json;
+use tokio_postgres::types::Type;
+
+use super::Fixture;
+
+#[test]
+fn the_scheduled_inputs_name_their_tasks() {
+    let task = |v| serde_json::from_value::<Task>(v);
+    assert_eq!(
+        task(json!({"task": "backup"})).expect("backup"),
+        Task::Backup
+    );
+    assert_eq!(task(json!({"task": "drill"})).expect("drill"), Task::Drill);
+    assert_eq!(
+        task(json!({"task": "maintenance"})).expect("maintenance"),
+        Task::Maintenance
+    );
+    assert!(task(json!({"task": "vacuum"})).is_err());
+    assert!(task(json!({})).is_err());
+}
+
+#[tokio::test]
+async fn the_backup_task_writes_a_backup_that_the_drill_task_restores() {
+    let fx = Fixture::new().await;
+    fx.fill().await;
+    let tasks = Tasks::new(fx.config(), fx.migrator.clone()).await;
+
+    let done = tasks.run(Task::Backup).await.expect("backup task");
+    let key = done["key"].as_str().expect("key").to_owned();
+    assert!(
+        fx.keys()
+            .await
+            .contains(&shared::backup::manifest_key(&key))
+    );
+    // users, refresh_tokens, uploads, test_accounts, test_b_pause, test_savings, schema_migrations
+    assert_eq!(done["rows"], json!(3 + 1 + 1 + 195 + 1 + 195 + 5));
+
+    let drilled = tasks.run(Task::Drill).await.expect("drill task");
+    assert_eq!(drilled["key"], json!(key));
+}
+
+#[tokio::test]
+async fn the_backup_task_fails_when_its_bucket_is_missing() {
+    let fx = Fixture::new().await;
+    let mut config = fx.config();
+    config.backup_bucket = format!("missing-{}", uuid::Uuid::new_v4().simple());
+    let tasks = Tasks::new(config, fx.migrator.clone()).await;
+    tasks
+        .run(Task::Backup)
+        .await
+        .expect_err("no bucket, no backup");
+}
+
+#[tokio::test]
+async fn the_maintenance_task_removes_uploads_never_completed_within_a_day() {
+    let fx = Fixture::new().await;
+    fx.fill().await;
+    let config = fx.config();
+    let uploads = config.uploads_bucket.clone();
+    fx.s3
+        .create_bucket()
+        .bucket(&uploads)
+        .send()
+        .await
+        .expect("bucket");
+    let db = fx.client().await;
+    let user = uuid::Uuid::from_u128(1);
+    let mut keys = Vec::new();
+    for (status, age) in [
+        ("pending", "2 days"),
+        ("pending", "1 hour"),
+        ("ready", "2 days"),
+    ] {
+        let id = uuid::Uuid::new_v4();
+        let key = format!("uploads/{user}/{id}");
+        db.execute_typed(
+            "INSERT INTO uploads (id, user_id, object_key, filename, content_type, size, status, created_at)
+             VALUES ($1, $2, $3, 'f.png', 'image/png', 4, $4, now() - $5::text::interval)",
+            &[
+                (&id, Type::UUID),
+                (&user, Type::UUID),
+                (&key, Type::TEXT),
+                (&status, Type::TEXT),
+                (&age, Type::TEXT),
+            ],
+        )
+        .await
+        .expect("upload row");
+        fx.s3
+            .put_object()
+            .bucket(&uploads)
+            .key(&key)
+            .body(b"data".to_vec().into())
+            .send()
+            .await
+            .expect("object");
+        keys.push(key);
+    }
+
+    let tasks = Tasks::new(config, fx.migrator.clone()).await;
+    let done = tasks.run(Task::Maintenance).await.expect("maintenance");
+    assert_eq!(done["abandoned_uploads_removed"], 1);
+
+    let left: Vec<String> = db
+        .query_typed("SELECT object_key FROM uploads WHERE object_key LIKE 'uploads/%/%-%' ORDER BY created_at", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !left.contains(&keys[0]),
+        "the abandoned upload's row is gone"
+    );
+    assert!(left.contains(&keys[1]) && left.contains(&keys[2]));
+    let objects = fx
+        .s3
+        .list_objects_v2()
+        .bucket(&uploads)
+        .send()
+        .await
+        .expect("listing");
+    let objects: Vec<&str> = objects.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(!objects.contains(&keys[0].as_str()), "its object is gone");
+    assert!(objects.contains(&keys[1].as_str()) && objects.contains(&keys[2].as_str()));
+}
