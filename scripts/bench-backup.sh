@@ -7,14 +7,14 @@
 # The dump goes to a local file (`db backup --to`): moto keeps objects in memory, so S3 through
 # moto would measure moto. Needs Postgres on 127.0.0.1:5432 and about 4 GB of free disk.
 #
-#   scripts/bench-backup.sh            # about 1.2 GB (ROWS=2500000)
-#   ROWS=5000000 scripts/bench-backup.sh
+#   scripts/bench-backup.sh            # about 1.1 GB (ROWS=3000000)
+#   ROWS=6000000 scripts/bench-backup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 SERVER=${SERVER:-postgres://postgres@127.0.0.1:5432}
-ROWS=${ROWS:-2500000}
+ROWS=${ROWS:-3000000}
 WORK=${WORK:-$(mktemp -d)}
 SRC=bench_backup_src
 DST_OURS=bench_backup_ours
