@@ -157,12 +157,7 @@ async fn weak_and_common_passwords_are_refused_with_a_field_message() {
 async fn login_answers_a_new_session() {
     let app = TestApp::spawn().await;
     let session = app.register("login@example.com").await;
-    let res = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": "LOGIN@example.com ", "password": session.password}),
-        )
-        .await;
+    let res = app.login("LOGIN@example.com ", &session.password).await;
     assert_eq!(res.status, 200);
     let body = res.json();
     assert_eq!(body["user"]["id"], session.id.as_str());
@@ -177,18 +172,8 @@ async fn login_answers_a_new_session() {
 async fn an_unknown_email_and_a_wrong_password_look_the_same() {
     let app = TestApp::spawn().await;
     app.register("known@example.com").await;
-    let wrong = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": "known@example.com", "password": "nope-nope-nope-1"}),
-        )
-        .await;
-    let unknown = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": "nobody@example.com", "password": "nope-nope-nope-1"}),
-        )
-        .await;
+    let wrong = app.login("known@example.com", "nope-nope-nope-1").await;
+    let unknown = app.login("nobody@example.com", "nope-nope-nope-1").await;
     assert_eq!(wrong.status, 401);
     assert_eq!(unknown.status, 401);
     let (mut a, mut b) = (wrong.json(), unknown.json());
@@ -244,12 +229,7 @@ async fn a_reused_refresh_token_revokes_its_whole_family() {
     );
 
     // Other families (another login) are untouched.
-    let other = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": session.email, "password": session.password}),
-        )
-        .await;
+    let other = app.login(&session.email, &session.password).await;
     let other_refresh = other.json()["refresh_token"]
         .as_str()
         .expect("refresh")
@@ -349,14 +329,7 @@ async fn logout_makes_the_access_token_unusable_at_once() {
         )
         .await;
     assert_eq!(res.status, 204);
-    let again = app
-        .json(
-            Method::POST,
-            "/api/v1/auth/logout",
-            &json!({}),
-            Some(&session.access_token),
-        )
-        .await;
+    let again = app.logout(&session.access_token).await;
     assert_eq!(again.status, 401);
     assert_eq!(again.header("www-authenticate"), Some("Bearer"));
     assert_eq!(refresh_with(&app, &session.refresh_token).await.status, 401);
@@ -374,13 +347,7 @@ async fn logout_needs_a_bearer_token() {
 async fn logout_all_ends_every_session_of_the_user_only() {
     let app = TestApp::spawn().await;
     let first = app.register("all@example.com").await;
-    let second = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": first.email, "password": first.password}),
-        )
-        .await
-        .json();
+    let second = app.login(&first.email, &first.password).await.json();
     let other = app.register("bystander@example.com").await;
 
     let res = app
@@ -394,14 +361,7 @@ async fn logout_all_ends_every_session_of_the_user_only() {
     assert_eq!(res.status, 204);
 
     let second_access = second["access_token"].as_str().expect("access");
-    let res = app
-        .json(
-            Method::POST,
-            "/api/v1/auth/logout",
-            &json!({}),
-            Some(second_access),
-        )
-        .await;
+    let res = app.logout(second_access).await;
     assert_eq!(
         res.status, 401,
         "every access token of the user is unusable"
@@ -421,42 +381,20 @@ async fn logout_all_ends_every_session_of_the_user_only() {
     );
 
     // Logging in again works, and its token is accepted.
-    let again = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": first.email, "password": first.password}),
-        )
-        .await;
+    let again = app.login(&first.email, &first.password).await;
     assert_eq!(again.status, 200);
     let token = again.json()["access_token"]
         .as_str()
         .expect("access")
         .to_owned();
-    assert_eq!(
-        app.json(
-            Method::POST,
-            "/api/v1/auth/logout",
-            &json!({}),
-            Some(&token)
-        )
-        .await
-        .status,
-        204
-    );
+    assert_eq!(app.logout(&token).await.status, 204);
 }
 
 #[tokio::test]
 async fn logout_holds_while_redis_is_unavailable() {
     let app = TestApp::spawn().await;
     let session = app.register("redisdown@example.com").await;
-    let res = app
-        .json(
-            Method::POST,
-            "/api/v1/auth/logout",
-            &json!({}),
-            Some(&session.access_token),
-        )
-        .await;
+    let res = app.logout(&session.access_token).await;
     assert_eq!(res.status, 204);
 
     // The same database, with Redis unreachable: revocation is answered from Postgres.
@@ -466,37 +404,15 @@ async fn logout_holds_while_redis_is_unavailable() {
             .set("REDIS_URL", "redis://127.0.0.1:1"),
     )
     .await;
-    let res = down
-        .json(
-            Method::POST,
-            "/api/v1/auth/logout",
-            &json!({}),
-            Some(&session.access_token),
-        )
-        .await;
+    let res = down.logout(&session.access_token).await;
     assert_eq!(res.status, 401);
-    let fresh = down
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": session.email, "password": session.password}),
-        )
-        .await;
+    let fresh = down.login(&session.email, &session.password).await;
     assert_eq!(fresh.status, 200, "login works without Redis");
     let token = fresh.json()["access_token"]
         .as_str()
         .expect("access")
         .to_owned();
-    assert_eq!(
-        down.json(
-            Method::POST,
-            "/api/v1/auth/logout",
-            &json!({}),
-            Some(&token)
-        )
-        .await
-        .status,
-        204
-    );
+    assert_eq!(down.logout(&token).await.status, 204);
 }
 
 #[tokio::test]
@@ -530,11 +446,6 @@ async fn ten_failed_logins_lock_the_account_whatever_the_ip() {
     );
 
     let other = app.register("unlocked@example.com").await;
-    let res = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": other.email, "password": other.password}),
-        )
-        .await;
+    let res = app.login(&other.email, &other.password).await;
     assert_eq!(res.status, 200, "other accounts are not affected");
 }

@@ -14,9 +14,7 @@ const SECRET: &str = "test-secret-that-is-long-enough-0123456789";
 const OLD_SECRET: &str = "an-older-secret-still-valid-for-rotation-42";
 
 async fn status_with(app: &TestApp, token: &str) -> u16 {
-    let res = app
-        .json(Method::POST, "/api/v1/auth/logout", &json!({}), Some(token))
-        .await;
+    let res = app.logout(token).await;
     if res.status == 401 {
         assert_eq!(res.problem().code, "unauthorized");
     }

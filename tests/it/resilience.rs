@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use axum::{Router, body::Body, extract::State, routing::get};
 use http::Method;
-use serde_json::json;
 use shared::{AppState, http::ApiError};
 
 use crate::support::{
@@ -113,12 +112,7 @@ async fn killed_connections_are_replaced_before_the_next_request() {
     // Fill the pool with connections, then kill all of them behind its back.
     for _ in 0..3 {
         assert_eq!(
-            app.post_json(
-                "/api/v1/auth/login",
-                &json!({"email": session.email, "password": session.password})
-            )
-            .await
-            .status,
+            app.login(&session.email, &session.password).await.status,
             200
         );
     }
@@ -132,12 +126,7 @@ async fn killed_connections_are_replaced_before_the_next_request() {
         .expect("terminate")
         .get(0);
     assert!(killed > 0, "there were pooled connections to kill");
-    let res = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": session.email, "password": session.password}),
-        )
-        .await;
+    let res = app.login(&session.email, &session.password).await;
     assert_eq!(res.status, 200, "the next request succeeds");
     assert_eq!(health(&app).await.0, 200);
 }
@@ -170,12 +159,7 @@ async fn redis_stopped_keeps_the_api_serving_and_recovers_by_itself() {
         "the limiter let the request through"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
-    let login = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": session.email, "password": session.password}),
-        )
-        .await;
+    let login = app.login(&session.email, &session.password).await;
     assert_eq!(login.status, 200);
 
     redis.start_again();
@@ -271,14 +255,7 @@ async fn redis_answering_readonly_is_survived() {
         me.status, 200,
         "writes refused by Redis never fail a request"
     );
-    let res = app
-        .json(
-            Method::POST,
-            "/api/v1/auth/logout",
-            &json!({}),
-            Some(&session.access_token),
-        )
-        .await;
+    let res = app.logout(&session.access_token).await;
     assert_eq!(res.status, 204);
     assert_eq!(
         app.get_with_token("/api/v1/users/me", &session.access_token)

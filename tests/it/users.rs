@@ -361,12 +361,7 @@ async fn changing_the_email_needs_the_password_and_a_free_address() {
         patch(json!({"email": " New@Example.com", "current_password": STRONG_PASSWORD})).await;
     assert_eq!(res.status, 200);
     assert_eq!(res.json()["email"], "new@example.com");
-    let login = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": "new@example.com", "password": STRONG_PASSWORD}),
-        )
-        .await;
+    let login = app.login("new@example.com", STRONG_PASSWORD).await;
     assert_eq!(login.status, 200);
 }
 
@@ -374,13 +369,7 @@ async fn changing_the_email_needs_the_password_and_a_free_address() {
 async fn a_password_change_ends_every_other_session() {
     let app = TestApp::spawn().await;
     let first = app.register("pw@example.com").await;
-    let second = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": first.email, "password": first.password}),
-        )
-        .await
-        .json();
+    let second = app.login(&first.email, &first.password).await.json();
     let second_refresh = second["refresh_token"]
         .as_str()
         .expect("refresh")
@@ -445,19 +434,9 @@ async fn a_password_change_ends_every_other_session() {
         "the current session refreshes"
     );
 
-    let old = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": first.email, "password": STRONG_PASSWORD}),
-        )
-        .await;
+    let old = app.login(&first.email, STRONG_PASSWORD).await;
     assert_eq!(old.status, 401);
-    let new = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": first.email, "password": new_password}),
-        )
-        .await;
+    let new = app.login(&first.email, new_password).await;
     assert_eq!(new.status, 200);
 }
 
@@ -499,12 +478,7 @@ async fn deleting_the_account_removes_everything_and_login_then_fails() {
             .get(0);
         assert_eq!(n, 0, "{table}");
     }
-    let login = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"email": gone.email, "password": STRONG_PASSWORD}),
-        )
-        .await;
+    let login = app.login(&gone.email, STRONG_PASSWORD).await;
     assert_eq!(login.status, 401);
     assert_eq!(
         app.get_with_token("/api/v1/users/me", &gone.access_token)

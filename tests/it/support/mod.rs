@@ -254,6 +254,25 @@ impl TestApp {
         }
     }
 
+    pub async fn login(&self, email: &str, password: &str) -> TestResponse {
+        self.post_json(
+            "/api/v1/auth/login",
+            &serde_json::json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Logs out the session of `access_token` (an empty body: only the access token is denied).
+    pub async fn logout(&self, access_token: &str) -> TestResponse {
+        self.json(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &serde_json::json!({}),
+            Some(access_token),
+        )
+        .await
+    }
+
     /// Sends a request from `ip`, the socket peer as the local server sees it.
     pub async fn send_from(&self, ip: &str, mut req: Request<Body>) -> TestResponse {
         req.extensions_mut()
