@@ -449,3 +449,29 @@ async fn ten_failed_logins_lock_the_account_whatever_the_ip() {
     let res = app.login(&other.email, &other.password).await;
     assert_eq!(res.status, 200, "other accounts are not affected");
 }
+
+#[tokio::test]
+async fn an_optional_body_that_is_not_json_is_a_415() {
+    let app = TestApp::spawn().await;
+    let session = app.register("optional@example.com").await;
+    let req = request(Method::POST, "/api/v1/auth/refresh")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(format!(
+            "refresh_token={}",
+            session.refresh_token
+        )))
+        .expect("req");
+    let res = app.send(req).await;
+    assert_eq!(res.status, 415);
+    assert_eq!(res.problem().code, "unsupported_media_type");
+    let req = request(Method::POST, "/api/v1/auth/refresh")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{not json"))
+        .expect("req");
+    assert_eq!(app.send(req).await.status, 400);
+    assert_eq!(
+        app.logout(&session.access_token).await.status,
+        204,
+        "an empty body is fine"
+    );
+}

@@ -16,7 +16,7 @@ use shared::{
     AppState,
     auth::{AdminUser, AuthUser, Email, Password, SelfOrAdmin, password, refresh, revocation},
     http::{ApiError, FieldError, Json, Page, Pagination},
-    users::{self, User},
+    users::{self, Credentials, User},
 };
 
 /// Every (method, path) this function serves: the template's HTTP API, the cargo-lambda watch
@@ -88,10 +88,7 @@ async fn update_me(
         return Err(ApiError::Validation(errors));
     }
 
-    let conn = state.db.get().await?;
-    let current = users::find_by_id(&**conn, caller.id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = current_user(&state, caller.id).await?;
     let email = email.filter(|e| e.as_str() != current.user.email);
     if email.is_some() {
         // Changing the sign-in identity needs the password, not just a (possibly stolen) token.
@@ -102,10 +99,9 @@ async fn update_me(
                 "is required to change the email",
             ));
         }
-        if !password::verify(given, &current.password_hash).await? {
-            return Err(ApiError::field("current_password", "is incorrect"));
-        }
+        check_password(given, &current).await?;
     }
+    let conn = state.db.get().await?;
     let updated = users::update_profile(
         &**conn,
         caller.id,
@@ -134,16 +130,12 @@ async fn change_password(
     caller: AuthUser,
     Json(body): Json<ChangePassword>,
 ) -> Result<Response, ApiError> {
-    let conn = state.db.get().await?;
-    let current = users::find_by_id(&**conn, caller.id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = current_user(&state, caller.id).await?;
     let hints = [current.user.email.as_str(), current.user.name.as_str()];
     let new_password = Password::parse(&body.new_password, "new_password", &hints)?;
-    if !password::verify(&body.current_password, &current.password_hash).await? {
-        return Err(ApiError::field("current_password", "is incorrect"));
-    }
+    check_password(&body.current_password, &current).await?;
     let hash = password::hash(new_password.expose()).await?;
+    let conn = state.db.get().await?;
     users::update_password(&**conn, caller.id, &hash).await?;
     refresh::revoke_all(&**conn, caller.id, caller.claims.sid).await?;
     revocation::bump_generation(&state, &**conn, caller.id).await?;
@@ -161,24 +153,37 @@ async fn delete_me(
     caller: AuthUser,
     Json(body): Json<DeleteMe>,
 ) -> Result<Response, ApiError> {
-    let mut conn = state.db.get().await?;
-    let current = users::find_by_id(&**conn, caller.id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    if !password::verify(&body.current_password, &current.password_hash).await? {
-        return Err(ApiError::field("current_password", "is incorrect"));
-    }
+    let current = current_user(&state, caller.id).await?;
+    check_password(&body.current_password, &current).await?;
     // Files first: if S3 fails, the account stays whole and the user can try again.
     shared::uploads::delete_user_objects(&state.s3, &state.config.uploads_bucket, caller.id)
         .await
         .map_err(ApiError::Unavailable)?;
-    let tx = conn.transaction().await?;
-    users::delete(&*tx, caller.id).await?;
-    tx.commit().await?;
+    // One statement: the user's rows in every other table go with it (ON DELETE CASCADE).
+    let conn = state.db.get().await?;
+    users::delete(&**conn, caller.id).await?;
     // Outstanding tokens die with the user: the revocation check finds no one.
     revocation::forget_user(&state, caller.id).await;
     users::invalidate_profile(&state, caller.id).await;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The caller's row from the primary. The connection goes back to the (small) pool before any
+/// password hashing or S3 call, which take far longer than the query.
+async fn current_user(state: &AppState, id: uuid::Uuid) -> Result<Credentials, ApiError> {
+    let conn = state.db.get().await?;
+    users::find_by_id(&**conn, id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// A wrong current password is a 422 on that field, not a 401: the session itself is fine.
+async fn check_password(given: &str, current: &Credentials) -> Result<(), ApiError> {
+    if password::verify(given, &current.password_hash).await? {
+        Ok(())
+    } else {
+        Err(ApiError::field("current_password", "is incorrect"))
+    }
 }
 
 #[derive(Deserialize)]

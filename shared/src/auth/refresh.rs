@@ -164,23 +164,6 @@ pub async fn revoke_family_of(
     Ok(Some(family_id))
 }
 
-/// The family of a live token owned by `user_id`, if any.
-pub async fn family_of(
-    db: &impl GenericClient,
-    token: &str,
-    user_id: Uuid,
-) -> anyhow::Result<Option<Uuid>> {
-    let row = db
-        .query_typed_opt(
-            "SELECT family_id FROM refresh_tokens
-             WHERE token_hash = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now()",
-            &[(&hash(token), Type::BYTEA), (&user_id, Type::UUID)],
-        )
-        .await
-        .context("looking up a refresh token")?;
-    Ok(row.map(|r| r.get(0)))
-}
-
 /// Revokes every family of the user except `keep` (all of them when `keep` is `None`).
 pub async fn revoke_all(
     db: &impl GenericClient,
