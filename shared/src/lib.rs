@@ -3,6 +3,8 @@
 
 #[cfg(feature = "auth")]
 pub mod auth;
+#[cfg(any(feature = "s3", feature = "secrets"))]
+pub mod aws;
 #[cfg(feature = "backup")]
 pub mod backup;
 pub mod cache;

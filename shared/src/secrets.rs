@@ -15,8 +15,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use aws_config::{BehaviorVersion, Region, retry::RetryConfig, timeout::TimeoutConfig};
-use aws_sdk_secretsmanager::{Client, config::Credentials};
+use aws_sdk_secretsmanager::Client;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -109,23 +108,7 @@ fn startup_error(variable: &str, err: &anyhow::Error) -> ConfigError {
 }
 
 async fn client(endpoint: Option<String>, region: Option<String>) -> Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.unwrap_or_else(|| "us-east-1".into())))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(5))
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(2));
-    if let Some(endpoint) = endpoint.filter(|e| !e.is_empty()) {
-        loader = loader.endpoint_url(endpoint);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader
-                .credentials_provider(Credentials::new("test", "test", None, None, "emulator"));
-        }
-    }
-    Client::new(&loader.load().await)
+    Client::new(&crate::aws::sdk_config(endpoint.as_deref(), region, Duration::from_secs(5)).await)
 }
 
 async fn read(client: &Client, arn: &str) -> anyhow::Result<SecretString> {

@@ -4,36 +4,17 @@
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, retry::RetryConfig, timeout::TimeoutConfig};
-use aws_sdk_s3::config::Credentials;
+use aws_config::{retry::RetryConfig, timeout::TimeoutConfig};
 
 use crate::config::Config;
 
 pub use aws_sdk_s3::Client as S3;
 
 pub async fn s3_client(config: &Config) -> S3 {
-    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region))
-        // Fail fast: a request must answer 503 in seconds when S3 is unreachable.
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .operation_timeout(Duration::from_secs(20))
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(2));
-    if let Some(endpoint) = &config.aws_endpoint_url {
-        loader = loader.endpoint_url(endpoint);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader
-                .credentials_provider(Credentials::new("test", "test", None, None, "emulator"));
-        }
-    }
-    let shared = loader.load().await;
+    let endpoint = config.aws_endpoint_url.as_deref();
+    let shared = crate::aws::sdk_config(endpoint, None, Duration::from_secs(20)).await;
     let s3_config = aws_sdk_s3::config::Builder::from(&shared)
-        .force_path_style(config.aws_endpoint_url.is_some())
+        .force_path_style(endpoint.is_some())
         .build();
     S3::from_conf(s3_config)
 }
