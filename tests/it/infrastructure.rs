@@ -13,7 +13,7 @@ use crate::support::{TestApp, request, send_to};
 type Route = (String, String);
 
 fn repo_file(path: &str) -> String {
-    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let full = crate::support::repo_root().join(path);
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
 }
 
@@ -39,7 +39,7 @@ fn resources(template: &Value) -> BTreeMap<String, Value> {
 }
 
 fn function_crates() -> BTreeSet<String> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("functions");
+    let dir = crate::support::repo_root().join("functions");
     std::fs::read_dir(dir)
         .expect("functions/")
         .filter_map(Result::ok)

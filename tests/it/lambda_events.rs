@@ -6,7 +6,7 @@ use tower::ServiceExt;
 use crate::support::{TestApp, TestResponse};
 
 fn fixture(name: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path = crate::support::repo_root()
         .join("tests/fixtures/events")
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))

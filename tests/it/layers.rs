@@ -68,7 +68,7 @@ fn probe_app(app: &TestApp) -> Router {
                 ApiError::NotFound
             }),
         );
-    shared::http::app(routes.merge(backend::routes(&app.state)), &app.state)
+    shared::http::app(routes.merge(local::routes(&app.state)), &app.state)
 }
 
 async fn post_raw(

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use serde_json::json;
 use shared::migrate::{Migrator, State};
 use tokio_postgres::types::Type;
 
@@ -185,7 +186,7 @@ async fn the_migrate_function_applies_the_embedded_migrations() {
         _ => None,
     })
     .expect("production config without JWT_SECRET is enough to migrate");
-    let first = migrate::handle(&config, migrate::Request::default())
+    let first = migrate::handle(&config, migrate::Request::UP)
         .await
         .expect("up");
     assert_eq!(first.applied.len(), on_disk.migrations().len());
@@ -194,8 +195,80 @@ async fn the_migrate_function_applies_the_embedded_migrations() {
         first.version,
         on_disk.migrations().last().map(|m| m.version)
     );
-    let second = migrate::handle(&config, migrate::Request::default())
+    let second = migrate::handle(&config, migrate::Request::UP)
         .await
         .expect("up again");
     assert!(second.applied.is_empty(), "nothing left to apply");
+}
+
+/// Runs the real migrate binary under the Runtime API stub, as Lambda would.
+fn spawn_migrate_function(
+    api: &crate::support::runtime_api::RuntimeApi,
+    db: &TestDatabase,
+) -> tokio::process::Child {
+    tokio::process::Command::new(crate::support::workspace_bin("migrate"))
+        .envs(crate::support::runtime_api::lambda_env(api, "migrate"))
+        .env("DATABASE_URL", &db.url)
+        .env("APP_ENV", "production")
+        .env("LOG_LEVEL", "warn")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the migrate binary")
+}
+
+#[tokio::test]
+async fn the_migrate_function_refuses_payloads_it_does_not_understand_and_changes_nothing() {
+    use crate::support::runtime_api::{Outcome, RuntimeApi};
+    let within = std::time::Duration::from_secs(30);
+    let db = TestDatabase::empty().await;
+    let api = RuntimeApi::start().await;
+    let _function = spawn_migrate_function(&api, &db);
+
+    let status = api.invoke(json!({"command": "status"}));
+    let Outcome::Response(status) = api.outcome(&status, within).await else {
+        panic!("status is answered");
+    };
+    let all = migrations_dir_migrator().migrations().len();
+    assert_eq!(status["applied"], json!([]));
+    assert_eq!(status["pending"].as_array().map(Vec::len), Some(all));
+
+    for payload in [
+        json!({"command": "down"}),
+        json!({"command": "Up"}),
+        json!({"command": "upp"}),
+        json!("Status"),
+        json!({}),
+        json!(null),
+        json!({"command": "up", "steps": 2}),
+    ] {
+        let id = api.invoke(payload.clone());
+        match api.outcome(&id, within).await {
+            Outcome::Error(err) => assert!(
+                err.to_string().contains("invalid payload"),
+                "{payload} is refused with a reason, got {err}"
+            ),
+            Outcome::Response(r) => panic!("{payload} must be refused, got {r}"),
+        }
+    }
+    let status = api.invoke(json!({"command": "status"}));
+    let Outcome::Response(status) = api.outcome(&status, within).await else {
+        panic!("status is answered");
+    };
+    assert_eq!(
+        status["pending"].as_array().map(Vec::len),
+        Some(all),
+        "no refused payload applied anything"
+    );
+
+    let up = api.invoke(json!({"command": "up"}));
+    let Outcome::Response(up) = api.outcome(&up, within).await else {
+        panic!("up is answered");
+    };
+    assert_eq!(up["applied"].as_array().map(Vec::len), Some(all));
+    assert_eq!(up["pending"], json!([]));
+}
+
+fn migrations_dir_migrator() -> Migrator {
+    Migrator::from_dir(&migrations_dir()).expect("migrations")
 }

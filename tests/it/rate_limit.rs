@@ -18,7 +18,7 @@ async fn of_150_concurrent_requests_from_one_ip_exactly_100_pass() {
     let mut other_config = (*app.state.config).clone();
     other_config.db_pool_max = 1;
     let other_state = shared::AppState::new(other_config).await.expect("state");
-    let other_router = backend::app(&other_state);
+    let other_router = local::app(&other_state);
 
     let requests =
         (0..150).map(|i| {

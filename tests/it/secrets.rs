@@ -92,7 +92,7 @@ async fn fixture() -> Fixture {
 
 async fn health(state: &AppState) -> u16 {
     let res = crate::support::send_to(
-        &backend::app(state),
+        &local::app(state),
         crate::support::request(http::Method::GET, "/health")
             .body(axum::body::Body::empty())
             .expect("req"),

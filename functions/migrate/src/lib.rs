@@ -13,18 +13,41 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// What the deploy pipeline asks for. There is no default: an invocation that does not say
+/// what it wants must never change the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Command {
-    #[default]
     Up,
     Status,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Request {
-    #[serde(default)]
     pub command: Command,
+}
+
+impl Request {
+    pub const UP: Self = Self {
+        command: Command::Up,
+    };
+
+    /// Parses an invocation payload: `{"command":"up"}` or `{"command":"status"}`, nothing else.
+    /// Anything else (a typo, another command, a missing or extra field) is an error result, so
+    /// a mistaken invoke fails loudly instead of running the migrations.
+    pub fn parse(payload: serde_json::Value) -> anyhow::Result<Self> {
+        serde_json::from_value(payload).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid payload ({e}): expected {{\"command\":\"up\"}} or {{\"command\":\"status\"}}"
+            )
+        })
+    }
+}
+
+/// The whole invocation as Lambda delivers it: parse the payload, then run the command.
+pub async fn invoke(config: &Config, payload: serde_json::Value) -> anyhow::Result<Response> {
+    handle(config, Request::parse(payload)?).await
 }
 
 #[derive(Debug, Serialize)]

@@ -10,9 +10,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = &config;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let request: migrate::Request =
-                serde_json::from_value(event.payload).unwrap_or_default();
-            migrate::handle(config, request)
+            migrate::invoke(config, event.payload)
                 .await
                 .map_err(|e| lambda_runtime::Error::from(format!("{e:#}")))
         },

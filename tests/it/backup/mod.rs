@@ -189,7 +189,7 @@ impl Fixture {
 
     /// The `db` command with this fixture's settings.
     pub fn db_command(&self) -> std::process::Command {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_db"));
+        let mut cmd = std::process::Command::new(crate::support::workspace_bin("db"));
         cmd.env("DATABASE_URL", &self.db.url)
             .env("MIGRATIONS_DIR", &self.migrations)
             .env("AWS_ENDPOINT_URL", moto::MULTIPART_ENDPOINT)

@@ -4,8 +4,6 @@
 //! template. Test processes (nextest runs one per test) build it at most once, under an advisory
 //! lock. Each test database is dropped when its `TestDatabase` is dropped.
 
-use std::path::Path;
-
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use shared::{
@@ -60,7 +58,7 @@ pub async fn admin_connection() -> shared::db::Connection {
 }
 
 pub fn migrations_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")
+    crate::support::repo_root().join("migrations")
 }
 
 pub struct TestDatabase {

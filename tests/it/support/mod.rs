@@ -7,6 +7,7 @@
 
 pub mod database;
 pub mod moto;
+pub mod runtime_api;
 pub mod throwaway;
 
 use std::{collections::HashMap, net::SocketAddr};
@@ -76,7 +77,7 @@ impl TestApp {
         let config =
             Config::from_lookup(|name| vars.get(name).cloned()).expect("test config is valid");
         let state = AppState::new(config).await.expect("state builds");
-        let router = backend::app(&state);
+        let router = local::app(&state);
         Self {
             state,
             db,
@@ -279,4 +280,30 @@ impl TestApp {
             .insert(ConnectInfo(SocketAddr::new(ip.parse().expect("ip"), 40000)));
         send_to(&self.router, req).await
     }
+}
+
+/// The repository's root: this package lives in its `tests/` folder.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A binary of another workspace package (`db`, `local`), built beside this test binary:
+/// `scripts/test.sh` builds them first, since cargo only hands a package's own binaries to its
+/// tests. The test binary lives in `target/<profile>/deps/`, the binaries one folder up.
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps/<test binary>");
+    let bin = profile_dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --bin {name}` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
 }

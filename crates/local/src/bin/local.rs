@@ -31,7 +31,7 @@ async fn run() -> anyhow::Result<()> {
         let settings = PoolSettings::from_config(&config);
         db::ensure_database(&config.database_url, &settings).await?;
         let mut conn = db::connect_once(&config.database_url, &settings).await?;
-        let applied = Migrator::from_dir(&backend::migrations_dir())?
+        let applied = Migrator::from_dir(&local::migrations_dir())?
             .up(&mut conn)
             .await?;
         for name in applied {
@@ -44,7 +44,7 @@ async fn run() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, env = %config.app_env, "listening");
-    let app = backend::app(&state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = local::app(&state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

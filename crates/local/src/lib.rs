@@ -29,6 +29,6 @@ pub fn migrations_dir() -> std::path::PathBuf {
     if local.is_dir() {
         local
     } else {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations")
     }
 }

@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     db::ensure_database(&secret_url, &settings).await?;
     {
         let mut conn = db::connect_once(&secret_url, &settings).await?;
-        let migrator = Migrator::from_dir(&backend::migrations_dir())?;
+        let migrator = Migrator::from_dir(&local::migrations_dir())?;
         migrator.reset(&mut conn).await?;
     }
     let prefix = format!("bench:{}:", uuid::Uuid::new_v4().simple());
@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     })?;
     let state = AppState::new(config).await?;
-    let app = backend::app(&state);
+    let app = local::app(&state);
 
     // Tokens alone.
     let user = uuid::Uuid::now_v7();

@@ -4,8 +4,8 @@
 mod backups;
 
 use anyhow::Context;
-use backend::migrations_dir;
 use clap::{Parser, Subcommand};
+use local::migrations_dir;
 use shared::{
     config::Config,
     db::{self, PoolSettings},
@@ -101,7 +101,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Seed => {
-            let n = backend::seed::seed(client).await.context("seeding")?;
+            let n = local::seed::seed(client).await.context("seeding")?;
             println!("seeded {n} users");
         }
         Command::Create { .. }

@@ -1,0 +1,178 @@
+//! A local stand-in for the Lambda Runtime API, so that a function's real binary can be run as
+//! Lambda runs it: the binary polls `GET /2018-06-01/runtime/invocation/next`, gets the queued
+//! events one by one, and posts each result to `.../{id}/response` or `.../{id}/error`.
+//!
+//! Only the calls the Rust runtime makes are served. Events are answered in order; a poll with
+//! nothing queued waits, as the real API does between invocations.
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+/// What the binary answered for one invocation.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Response(Value),
+    Error(Value),
+}
+
+#[derive(Default)]
+struct Inner {
+    queued: Mutex<VecDeque<(String, Value)>>,
+    outcomes: Mutex<Vec<(String, Outcome)>>,
+    queued_signal: Notify,
+    outcome_signal: Notify,
+}
+
+#[derive(Clone)]
+pub struct RuntimeApi {
+    inner: Arc<Inner>,
+    pub addr: SocketAddr,
+}
+
+impl RuntimeApi {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Inner::default());
+        let router = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the Runtime API stub");
+        let addr = listener.local_addr().expect("stub address");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self { inner, addr }
+    }
+
+    /// The value for `AWS_LAMBDA_RUNTIME_API`.
+    pub fn endpoint(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Queues one invocation and returns its request id.
+    pub fn invoke(&self, payload: Value) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.inner
+            .queued
+            .lock()
+            .expect("queue")
+            .push_back((id.clone(), payload));
+        self.inner.queued_signal.notify_one();
+        id
+    }
+
+    /// Waits for the outcome of invocation `id`.
+    pub async fn outcome(&self, id: &str, within: Duration) -> Outcome {
+        let wait = async {
+            loop {
+                let signal = self.inner.outcome_signal.notified();
+                if let Some((_, outcome)) = self
+                    .inner
+                    .outcomes
+                    .lock()
+                    .expect("outcomes")
+                    .iter()
+                    .find(|(done, _)| done == id)
+                {
+                    return outcome.clone();
+                }
+                signal.await;
+            }
+        };
+        tokio::time::timeout(within, wait)
+            .await
+            .unwrap_or_else(|_| panic!("invocation {id} got no answer within {within:?}"))
+    }
+}
+
+/// The environment a function binary needs to run against this stub.
+pub fn lambda_env(api: &RuntimeApi, function: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_LAMBDA_RUNTIME_API", api.endpoint()),
+        ("AWS_LAMBDA_FUNCTION_NAME", function.to_owned()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512".to_owned()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "test-stream".to_owned()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{function}"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+async fn next(State(inner): State<Arc<Inner>>) -> Response {
+    loop {
+        let signal = inner.queued_signal.notified();
+        let event = inner.queued.lock().expect("queue").pop_front();
+        if let Some((id, payload)) = event {
+            let deadline = chrono::Utc::now().timestamp_millis() + 60_000;
+            let mut headers = HeaderMap::new();
+            let value = |s: &str| HeaderValue::from_str(s).expect("header value");
+            headers.insert("lambda-runtime-aws-request-id", value(&id));
+            headers.insert("lambda-runtime-deadline-ms", value(&deadline.to_string()));
+            headers.insert(
+                "lambda-runtime-invoked-function-arn",
+                value("arn:aws:lambda:us-east-1:123456789012:function:test"),
+            );
+            headers.insert(
+                "lambda-runtime-trace-id",
+                value("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"),
+            );
+            headers.insert("content-type", value("application/json"));
+            return (StatusCode::OK, headers, payload.to_string()).into_response();
+        }
+        signal.await;
+    }
+}
+
+fn record(inner: &Inner, id: String, outcome: Outcome) -> StatusCode {
+    inner.outcomes.lock().expect("outcomes").push((id, outcome));
+    inner.outcome_signal.notify_waiters();
+    StatusCode::ACCEPTED
+}
+
+fn json_of(body: &Bytes) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+async fn response(
+    State(inner): State<Arc<Inner>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    record(&inner, id, Outcome::Response(json_of(&body)))
+}
+
+async fn error(State(inner): State<Arc<Inner>>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+    record(&inner, id, Outcome::Error(json_of(&body)))
+}
+
+async fn init_error(State(inner): State<Arc<Inner>>, body: Bytes) -> StatusCode {
+    record(&inner, "init".into(), Outcome::Error(json_of(&body)))
+}
