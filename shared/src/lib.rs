@@ -36,7 +36,23 @@ pub async fn serve_on_lambda(
     let (config, refresh) = secrets::load_from_env().await?;
     telemetry::init(&config.log_level);
     let state = AppState::with_refresh(config, refresh).await?;
+    close_on_shutdown(state.clone()).await;
     run_on_lambda(router(state.clone()), &state).await
+}
+
+/// Lambda sends SIGTERM before it freezes an instance for good, but only to a function that has
+/// an extension registered: `lambda_runtime` registers a no-op one and runs this hook on the
+/// signal. The pools close (Postgres frees the backends at once instead of holding them until
+/// TCP notices, which matters with a `max_connections` budget shared by every instance) and the
+/// last log lines are flushed before the process exits.
+#[cfg(feature = "secrets")]
+pub async fn close_on_shutdown(state: AppState) {
+    lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
+        let closed = state.close();
+        tracing::info!(connections = closed, "shutdown: database pools closed");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    })
+    .await;
 }
 
 /// Runs a route group on Lambda: wraps it in the common layers and serves invocations.

@@ -57,6 +57,17 @@ impl AppState {
         })
     }
 
+    /// Closes both pools at shutdown; returns how many connections they held.
+    pub fn close(&self) -> usize {
+        let primary = self.db.close();
+        let replica = if self.config.database_read_url.is_some() {
+            self.db_read.close()
+        } else {
+            0
+        };
+        primary + replica
+    }
+
     /// Reads the environment and builds the state: what every `main` calls once per cold start.
     pub async fn from_env() -> anyhow::Result<Self> {
         Self::new(Config::from_env()?).await

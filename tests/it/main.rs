@@ -14,5 +14,6 @@ mod migrations;
 mod rate_limit;
 mod resilience;
 mod secrets;
+mod shutdown;
 mod uploads;
 mod users;

@@ -8,6 +8,7 @@
 pub mod database;
 pub mod moto;
 pub mod runtime_api;
+pub mod sigv4;
 pub mod throwaway;
 
 use std::{collections::HashMap, net::SocketAddr};

@@ -55,6 +55,8 @@ impl RuntimeApi {
             )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
+            .route("/2020-01-01/extension/register", post(register_extension))
+            .route("/2020-01-01/extension/event/next", get(no_extension_events))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -175,4 +177,26 @@ async fn error(State(inner): State<Arc<Inner>>, Path(id): Path<String>, body: By
 
 async fn init_error(State(inner): State<Arc<Inner>>, body: Bytes) -> StatusCode {
     record(&inner, "init".into(), Outcome::Error(json_of(&body)))
+}
+
+/// The Extensions API's registration, enough for `lambda_runtime`'s graceful-shutdown helper: on
+/// Lambda, only a function with a registered extension gets SIGTERM before it is stopped.
+async fn register_extension() -> Response {
+    let body = serde_json::json!({
+        "functionName": "test",
+        "functionVersion": "$LATEST",
+        "handler": "bootstrap",
+    });
+    (
+        StatusCode::OK,
+        [("lambda-extension-identifier", "test-extension-id")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A no-op extension subscribes to no event: its poll waits for ever, as on Lambda.
+async fn no_extension_events() -> Response {
+    std::future::pending::<()>().await;
+    StatusCode::OK.into_response()
 }

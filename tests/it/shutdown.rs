@@ -1,0 +1,174 @@
+//! Graceful shutdown, from outside: real binaries, real signals.
+//!
+//! - On Lambda, a function gets SIGTERM before its instance is stopped; it closes its pools
+//!   (Postgres frees the backends at once) and flushes its logs.
+//! - The local server finishes a request already in flight when SIGTERM arrives, then exits 0.
+
+use std::{process::Stdio, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{
+    TestDatabase,
+    database::admin_connection,
+    runtime_api::{Outcome, RuntimeApi, lambda_env},
+    workspace_bin,
+};
+
+async fn backends_of(db: &TestDatabase) -> i64 {
+    let admin = admin_connection().await;
+    let row = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+            &[&db.name],
+        )
+        .await
+        .expect("pg_stat_activity");
+    row.get(0)
+}
+
+fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("the child is running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "SIGTERM delivered");
+}
+
+#[tokio::test]
+async fn a_function_closes_its_database_connections_and_flushes_its_logs_on_sigterm() {
+    let db = TestDatabase::create().await;
+    let api = RuntimeApi::start().await;
+    let mut function = tokio::process::Command::new(workspace_bin("health"))
+        .envs(lambda_env(&api, "health"))
+        .env("APP_ENV", "test")
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", crate::support::redis_url())
+        .env("LOG_LEVEL", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting the health binary");
+
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            crate::support::repo_root().join("tests/fixtures/events/health.json"),
+        )
+        .expect("the health event"),
+    )
+    .expect("event JSON");
+    let id = api.invoke(event);
+    let Outcome::Response(answer) = api.outcome(&id, Duration::from_secs(30)).await else {
+        panic!("the health invocation is answered");
+    };
+    assert_eq!(answer["statusCode"], json!(200), "{answer}");
+    assert!(
+        backends_of(&db).await >= 1,
+        "the /health check left a pooled connection open"
+    );
+
+    sigterm(&function);
+    let status = tokio::time::timeout(Duration::from_secs(10), function.wait())
+        .await
+        .expect("the function exits within 10 s of SIGTERM")
+        .expect("exit status");
+    assert!(status.success(), "a graceful stop exits 0, got {status}");
+
+    let mut stdout = String::new();
+    let mut out = function.stdout.take().expect("stdout");
+    out.read_to_string(&mut stdout).await.expect("stdout");
+    let closed = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "shutdown: database pools closed")
+        .unwrap_or_else(|| panic!("no shutdown line in the logs:\n{stdout}"));
+    assert!(
+        closed["connections"].as_u64() >= Some(1),
+        "the hook closed the pooled connection: {closed}"
+    );
+
+    let mut gone = false;
+    for _ in 0..40 {
+        if backends_of(&db).await == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "Postgres still holds the function's connections");
+}
+
+#[tokio::test]
+async fn the_local_server_answers_a_request_in_flight_at_sigterm_and_exits_0() {
+    let db = TestDatabase::create().await;
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        probe.local_addr().expect("addr").port()
+    };
+    let mut server = tokio::process::Command::new(workspace_bin("local"))
+        .env("APP_ENV", "test")
+        .env("PORT", port.to_string())
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", crate::support::redis_url())
+        .env(
+            "REDIS_KEY_PREFIX",
+            format!("shutdown:{}:", uuid::Uuid::new_v4().simple()),
+        )
+        .env("JWT_SECRET", "test-secret-that-is-long-enough-0123456789")
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting the local server");
+
+    let addr = format!("127.0.0.1:{port}");
+    let mut connected = None;
+    for _ in 0..200 {
+        if let Ok(conn) = tokio::net::TcpStream::connect(&addr).await {
+            connected = Some(conn);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut conn = connected.expect("the local server listens");
+
+    // A request whose body is still arriving when SIGTERM comes: the server has accepted it and
+    // must finish it. The body is a login that fails (unknown account), answered 401.
+    let body = br#"{"email":"nobody@example.com","password":"not-the-password-123!"}"#;
+    let head = format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.expect("head");
+    conn.write_all(&body[..10]).await.expect("first bytes");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    sigterm(&server);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.write_all(&body[10..])
+        .await
+        .expect("the rest of the body");
+
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut answer))
+        .await
+        .expect("the in-flight request is answered")
+        .expect("reading the answer");
+    assert!(
+        answer.starts_with("HTTP/1.1 401"),
+        "the in-flight login got its real answer, got: {answer}"
+    );
+
+    let status = tokio::time::timeout(Duration::from_secs(10), server.wait())
+        .await
+        .expect("the server exits after its last request")
+        .expect("exit status");
+    assert!(status.success(), "a graceful stop exits 0, got {status}");
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "nothing listens after the stop"
+    );
+}
