@@ -494,3 +494,87 @@ async fn abandoned_uploads_are_cleaned_up() {
         "ready"
     );
 }
+
+/// The secret the S3 client signs with: the emulator's fixed test credentials unless the
+/// environment names others.
+fn signing_secret() -> String {
+    std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "test".into())
+}
+
+#[tokio::test]
+async fn the_upload_url_signs_the_declared_type_length_and_key_for_15_minutes() {
+    use crate::support::sigv4;
+    let app = TestApp::spawn().await.with_bucket().await;
+    let ana = app.register("ana@example.com").await;
+    let res = declare(&app, &ana, "report.pdf", "application/pdf", 1234).await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    let created = res.json();
+    let id = created["id"].as_str().expect("id");
+    let signed = sigv4::parse("PUT", created["upload_url"].as_str().expect("url"));
+
+    assert_eq!(signed.expires_secs, 15 * 60, "valid for 15 minutes");
+    for header in ["host", "content-type", "content-length"] {
+        assert!(
+            signed.signed_headers.iter().any(|h| h == header),
+            "{header} is bound by the signature: {:?}",
+            signed.signed_headers
+        );
+    }
+    assert_eq!(signed.key, format!("uploads/{}/{id}", ana.id));
+    let secret = signing_secret();
+    let declared = [
+        ("content-type", "application/pdf"),
+        ("content-length", "1234"),
+    ];
+    assert!(
+        sigv4::verify(&signed, &declared, &secret),
+        "the signature covers exactly the declared type and length"
+    );
+    assert!(
+        !sigv4::verify(
+            &signed,
+            &[
+                ("content-type", "application/pdf"),
+                ("content-length", "1229")
+            ],
+            &secret
+        ),
+        "another length breaks the signature"
+    );
+    assert!(
+        !sigv4::verify(
+            &signed,
+            &[("content-type", "text/html"), ("content-length", "1234")],
+            &secret
+        ),
+        "another type breaks the signature"
+    );
+}
+
+#[tokio::test]
+async fn the_download_url_is_signed_for_5_minutes_with_an_attachment_disposition() {
+    use crate::support::sigv4;
+    let app = TestApp::spawn().await.with_bucket().await;
+    let ana = app.register("ana@example.com").await;
+    let bytes = b"hello, world".to_vec();
+    let created = declare(&app, &ana, "notes.txt", "text/plain", bytes.len())
+        .await
+        .json();
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(put(&created, &bytes, None).await, 200);
+    assert_eq!(complete(&app, &ana, &id).await.status, 200);
+    let shown = app
+        .get_with_token(&format!("/api/v1/uploads/{id}"), &ana.access_token)
+        .await
+        .json();
+    let signed = sigv4::parse("GET", shown["download_url"].as_str().expect("url"));
+    assert_eq!(signed.expires_secs, 5 * 60, "valid for 5 minutes");
+    assert_eq!(signed.key, format!("uploads/{}/{id}", ana.id));
+    assert!(
+        signed
+            .param("response-content-disposition")
+            .is_some_and(|d| d.starts_with("attachment;")),
+        "the disposition is a signed query parameter"
+    );
+    assert!(sigv4::verify(&signed, &[], &signing_secret()));
+}
