@@ -475,3 +475,49 @@ async fn an_optional_body_that_is_not_json_is_a_415() {
         "an empty body is fine"
     );
 }
+
+/// A password of exactly `len` characters that is strong whatever its length (random hex with
+/// a symbol), so that length is the only rule that can refuse it.
+fn strong_password_of(len: usize) -> String {
+    let mut raw = String::from("#");
+    while raw.len() < len {
+        raw.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    raw.truncate(len);
+    raw
+}
+
+#[tokio::test]
+async fn the_password_length_bounds_are_12_and_128_characters_exactly() {
+    let app = TestApp::spawn().await;
+    for (len, accepted) in [(11, false), (12, true), (128, true), (129, false)] {
+        let password = strong_password_of(len);
+        assert_eq!(password.chars().count(), len);
+        let res = app
+            .post_json(
+                "/api/v1/auth/register",
+                &json!({"email": format!("len{len}@example.com"), "password": password, "name": "Len"}),
+            )
+            .await;
+        if accepted {
+            assert_eq!(
+                res.status,
+                201,
+                "{len} characters are allowed: {:?}",
+                res.json()
+            );
+        } else {
+            assert_eq!(res.status, 422, "{len} characters are refused");
+            let problem = res.problem();
+            let errors = problem.errors.expect("field errors");
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].field, "password");
+            let expected = if len < 12 {
+                "must be at least 12 characters"
+            } else {
+                "must be at most 128 characters"
+            };
+            assert_eq!(errors[0].message, expected, "{len} characters");
+        }
+    }
+}

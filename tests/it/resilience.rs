@@ -291,3 +291,53 @@ async fn a_readonly_answer_makes_the_client_reconnect() {
         "a new connection replaced the one that hit READONLY"
     );
 }
+
+#[tokio::test]
+async fn a_redis_that_accepts_and_never_answers_costs_each_request_a_bounded_delay() {
+    // Not a refused connection: a hung Redis (a frozen node, a black-holed security group)
+    // accepts the connection and never answers a command.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let app = TestApp::spawn_with(
+        Settings::default()
+            .set("REDIS_URL", &format!("redis://{addr}"))
+            .set("RATE_LIMIT_MAX", "1000"),
+    )
+    .await;
+
+    let (status, body, took) = health(&app).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["checks"]["redis"], "error");
+    assert_eq!(body["checks"]["database"], "ok");
+    assert!(took < Duration::from_secs(2), "/health took {took:?}");
+
+    let started = Instant::now();
+    let session = app.register("hung-redis@example.com").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "register took {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let me = app
+        .get_with_token("/api/v1/users/me", &session.access_token)
+        .await;
+    assert_eq!(me.status, 200, "the API keeps serving with Redis hung");
+    assert!(
+        me.header("ratelimit").is_none(),
+        "the limiter let the request through"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "/users/me took {:?}",
+        started.elapsed()
+    );
+}

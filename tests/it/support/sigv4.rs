@@ -127,9 +127,8 @@ pub fn parse(method: &str, url: &str) -> Presigned {
     };
 
     let rest = &rest[authority_end..];
-    let (path, raw_query) = match rest.split_once('?') {
-        Some((p, q)) => (p, q),
-        None => fail("no query string"),
+    let Some((path, raw_query)) = rest.split_once('?') else {
+        fail("no query string")
     };
     let path = if path.is_empty() { "/" } else { path };
 
@@ -182,7 +181,9 @@ pub fn parse(method: &str, url: &str) -> Presigned {
         _ => fail("X-Amz-Credential is not access_key/date/region/service/aws4_request"),
     };
     let amz_date = required("X-Amz-Date");
-    if amz_date.len() != 16 || !amz_date.starts_with(credential_scope.split('/').next().unwrap()) {
+    if amz_date.len() != 16
+        || !amz_date.starts_with(credential_scope.split('/').next().unwrap_or_default())
+    {
         fail("X-Amz-Date is not YYYYMMDDTHHMMSSZ on the credential scope's date");
     }
     let expires_secs = required("X-Amz-Expires")
@@ -357,7 +358,7 @@ mod tests {
         assert_eq!(p.amz_date, "20130524T000000Z");
         assert_eq!(p.access_key_id(), "AKIAIOSFODNN7EXAMPLE");
         // The documented canonical request hashes to this value.
-        let canonical = canonical_request(&p, &[]).unwrap();
+        let canonical = canonical_request(&p, &[]).expect("a canonical request");
         assert_eq!(
             hex::encode(Sha256::digest(canonical.as_bytes())),
             "3bfa292879f6447bbcda7001decf97f4a54dc650c8942174ae0a9121cf58ad04"
