@@ -6,7 +6,13 @@
 //! Postgres). `rediss://` URLs use TLS (ElastiCache in-transit encryption). Every key goes
 //! through [`Cache::key`], which prefixes it, so several apps or tests can share one Redis.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -17,6 +23,18 @@ pub struct Cache {
     conn: Arc<std::sync::RwLock<ConnectionManager>>,
     client: redis::Client,
     prefix: Arc<str>,
+    /// Until when (ms since the epoch) calls skip Redis after one timed out or lost its
+    /// connection: see [`Cache::run`].
+    paused_until: Arc<AtomicU64>,
+}
+
+/// How long calls skip Redis after a call timed out or failed to connect.
+pub const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl std::fmt::Debug for Cache {
@@ -38,6 +56,7 @@ impl Cache {
             conn: Arc::new(std::sync::RwLock::new(conn)),
             client,
             prefix: prefix.into(),
+            paused_until: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -75,8 +94,41 @@ impl Cache {
         result
     }
 
+    /// Runs one Redis call with the failover handling of [`Cache::check`], and a short circuit:
+    /// after a call times out or cannot connect, calls skip Redis for [`PAUSE_AFTER_FAILURE`]
+    /// and fail at once. A hung Redis (it accepts connections and never answers) then costs a
+    /// request one timeout instead of one per call. Skipping is never more permissive than
+    /// Redis being down: every caller already falls back to Postgres or lets the request
+    /// through, as it does on any Redis error. (No well-kept crate wraps redis-rs calls in a
+    /// breaker this small, hence the hand-written one.)
+    pub async fn run<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> redis::RedisResult<T> {
+        if now_millis() < self.paused_until.load(Ordering::Relaxed) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "redis skipped after a recent failure",
+            )
+            .into());
+        }
+        let result = self.check(call.await);
+        if let Err(err) = &result
+            && (err.is_timeout() || err.is_connection_refusal() || err.is_connection_dropped())
+        {
+            let until = now_millis() + PAUSE_AFTER_FAILURE.as_millis() as u64;
+            self.paused_until.store(until, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Always asks Redis (health checks must see its real state); an answer ends any pause.
     pub async fn ping(&self) -> redis::RedisResult<()> {
-        redis::cmd("PING").query_async::<()>(&mut self.conn()).await
+        let result = redis::cmd("PING").query_async::<()>(&mut self.conn()).await;
+        if result.is_ok() {
+            self.paused_until.store(0, Ordering::Relaxed);
+        }
+        result
     }
 }
 

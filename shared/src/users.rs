@@ -118,7 +118,7 @@ pub async fn cached_profile(
     use redis::AsyncCommands;
     let key = profile_key(state, id);
     let mut conn = state.cache.conn();
-    match conn.get::<_, Option<String>>(&key).await {
+    match state.cache.run(conn.get::<_, Option<String>>(&key)).await {
         Ok(Some(json)) => match serde_json::from_str(&json) {
             Ok(user) => return Ok(Some(user)),
             Err(err) => tracing::warn!(error = %err, "unreadable cached profile: reading Postgres"),

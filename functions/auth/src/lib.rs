@@ -140,10 +140,9 @@ async fn login(
 /// IP; a Redis outage lets logins through (they are still rate limited per IP when it returns).
 async fn ensure_account_not_locked(state: &AppState, key: &str) -> Result<(), ApiError> {
     let mut conn = state.cache.conn();
-    let counted: redis::RedisResult<(Option<u64>, i64)> = redis::pipe()
-        .get(key)
-        .pttl(key)
-        .query_async(&mut conn)
+    let counted: redis::RedisResult<(Option<u64>, i64)> = state
+        .cache
+        .run(redis::pipe().get(key).pttl(key).query_async(&mut conn))
         .await;
     match counted {
         Ok((Some(failures), ttl_ms)) if failures >= LOGIN_FAILURES_MAX => {

@@ -70,14 +70,16 @@ pub async fn bump_generation(
 
 async fn cache_generation(state: &AppState, user_id: Uuid, generation: i32) {
     let mut conn = state.cache.conn();
-    let cached = conn
-        .set_ex::<_, _, ()>(
+    // A cache fill: skipped while Redis is paused (see `Cache::run`).
+    let cached = state
+        .cache
+        .run(conn.set_ex::<_, _, ()>(
             generation_key(state, user_id),
             generation,
             GENERATION_CACHE_SECS,
-        )
+        ))
         .await;
-    if let Err(err) = state.cache.check(cached) {
+    if let Err(err) = cached {
         tracing::warn!(error = %err, "redis unavailable: token generation not cached");
     }
 }
@@ -86,10 +88,14 @@ async fn cache_generation(state: &AppState, user_id: Uuid, generation: i32) {
 pub async fn ensure_not_revoked(state: &AppState, claims: &Claims) -> Result<(), ApiError> {
     let revoked = || ApiError::Unauthorized("The access token has been revoked".into());
     let mut conn = state.cache.conn();
-    let cached: redis::RedisResult<(bool, Option<i32>)> = redis::pipe()
-        .exists(deny_key(state, claims.jti))
-        .get(generation_key(state, claims.sub))
-        .query_async(&mut conn)
+    let cached: redis::RedisResult<(bool, Option<i32>)> = state
+        .cache
+        .run(
+            redis::pipe()
+                .exists(deny_key(state, claims.jti))
+                .get(generation_key(state, claims.sub))
+                .query_async(&mut conn),
+        )
         .await;
     match cached {
         Ok((true, _)) => Err(revoked()),

@@ -46,12 +46,10 @@ pub struct Hit {
 /// Counts one hit on `key` (already prefixed) in a window of `window`.
 pub async fn hit(cache: &Cache, key: &str, window: Duration) -> redis::RedisResult<Hit> {
     let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-    let counted = HIT
-        .key(key)
-        .arg(window_ms)
-        .invoke_async(&mut cache.conn())
-        .await;
-    let (count, ttl_ms): (u64, i64) = cache.check(counted)?;
+    let mut conn = cache.conn();
+    let (count, ttl_ms): (u64, i64) = cache
+        .run(HIT.key(key).arg(window_ms).invoke_async(&mut conn))
+        .await?;
     Ok(Hit {
         count,
         reset: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)),
