@@ -24,6 +24,7 @@ cargo build --quiet --bin db
 ./target/debug/db seed >/dev/null
 
 log=$(mktemp)
+health=$(mktemp)
 cargo lambda watch --ignore-changes -A 127.0.0.1 -P "$PORT_WATCH" \
   --env-var "APP_ENV=$APP_ENV,DATABASE_URL=$DATABASE_URL,REDIS_URL=$REDIS_URL,REDIS_KEY_PREFIX=$REDIS_KEY_PREFIX,LOG_LEVEL=$LOG_LEVEL" \
   >"$log" 2>&1 &
@@ -31,8 +32,7 @@ watch_pid=$!
 cleanup() {
   kill "$watch_pid" 2>/dev/null || true
   wait "$watch_pid" 2>/dev/null || true
-  pkill -f "target/debug/(health|auth|users|uploads)$" 2>/dev/null || true
-  rm -f "$log"
+  rm -f "$log" "$health"
 }
 trap cleanup EXIT
 
@@ -49,10 +49,10 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 
-status=$(curl -s -o /tmp/watch-health.json -w '%{http_code}' --max-time 300 "$base/health") ||
+status=$(curl -s -o "$health" -w '%{http_code}' --max-time 300 "$base/health") ||
   fail "/health did not answer"
-[ "$status" = 200 ] || fail "/health answered $status: $(cat /tmp/watch-health.json)"
-grep -q '"status":"ok"' /tmp/watch-health.json || fail "/health body: $(cat /tmp/watch-health.json)"
+[ "$status" = 200 ] || fail "/health answered $status: $(cat "$health")"
+grep -q '"status":"ok"' "$health" || fail "/health body: $(cat "$health")"
 
 login=$(curl -s --max-time 300 -H 'content-type: application/json' \
   -d '{"email":"ana@example.com","password":"ana-dev-password-2024!"}' \

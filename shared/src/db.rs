@@ -377,9 +377,8 @@ impl Db {
         }
     }
 
-    /// Closes the pool at shutdown and returns how many connections it held. Idle ones close at
-    /// once (each with a proper Terminate message, so Postgres frees its backend right away
-    /// instead of waiting for TCP to notice); one still in use closes when it is handed back.
+    /// Closes the pool at shutdown and returns how many connections it held. Idle ones are
+    /// dropped at once; one still in use closes when it is handed back.
     pub fn close(&self) -> usize {
         let pool = self.pool();
         let held = pool.status().size;

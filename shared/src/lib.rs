@@ -42,9 +42,8 @@ pub async fn serve_on_lambda(
 
 /// Lambda sends SIGTERM before it freezes an instance for good, but only to a function that has
 /// an extension registered: `lambda_runtime` registers a no-op one and runs this hook on the
-/// signal. The pools close (Postgres frees the backends at once instead of holding them until
-/// TCP notices, which matters with a `max_connections` budget shared by every instance) and the
-/// last log lines are flushed before the process exits.
+/// signal. The pools close, the shutdown line says how many connections they held, and the last
+/// log lines are flushed before the runtime exits the process.
 #[cfg(feature = "secrets")]
 pub async fn close_on_shutdown(state: AppState) {
     lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
