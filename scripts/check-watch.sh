@@ -25,14 +25,14 @@ cargo build --quiet --bin db
 
 log=$(mktemp)
 health=$(mktemp)
-cargo lambda watch --ignore-changes -A 127.0.0.1 -P "$PORT_WATCH" \
+cargo lambda watch --disable-cors --ignore-changes -A 127.0.0.1 -P "$PORT_WATCH" \
   --env-var "APP_ENV=$APP_ENV,DATABASE_URL=$DATABASE_URL,REDIS_URL=$REDIS_URL,REDIS_KEY_PREFIX=$REDIS_KEY_PREFIX,LOG_LEVEL=$LOG_LEVEL" \
   >"$log" 2>&1 &
 watch_pid=$!
 cleanup() {
   kill "$watch_pid" 2>/dev/null || true
   wait "$watch_pid" 2>/dev/null || true
-  rm -f "$log" "$health"
+  rm -f "$log" "$health" "${headers:-}"
 }
 trap cleanup EXIT
 
@@ -49,10 +49,16 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 
-status=$(curl -s -o "$health" -w '%{http_code}' --max-time 300 "$base/health") ||
+headers=$(mktemp)
+status=$(curl -s -o "$health" -D "$headers" -H 'origin: http://localhost:5173' -w '%{http_code}' \
+  --max-time 300 "$base/health") ||
   fail "/health did not answer"
 [ "$status" = 200 ] || fail "/health answered $status: $(cat "$health")"
 grep -q '"status":"ok"' "$health" || fail "/health body: $(cat "$health")"
+# The functions own CORS, as behind API Gateway: one Vary, our allowed origin.
+[ "$(grep -ci '^vary:' "$headers")" = 1 ] || fail "CORS headers added twice: $(cat "$headers")"
+grep -qi '^access-control-allow-origin: http://localhost:5173' "$headers" ||
+  fail "no CORS answer for an allowed origin: $(cat "$headers")"
 
 login=$(curl -s --max-time 300 -H 'content-type: application/json' \
   -d '{"email":"ana@example.com","password":"ana-dev-password-2024!"}' \
