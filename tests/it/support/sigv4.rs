@@ -1,8 +1,5 @@
 //! Offline verification of S3 presigned URLs (SigV4 query-string auth).
 //!
-//! Dev-dependencies this file needs: `sha2 = "0.10"`, `hex = "0.4"`,
-//! `percent-encoding = "2"` and `hmac = "0.12"` (hmac is added for this file).
-//!
 //! Why this exists: the API under test hands out presigned S3 URLs, and the
 //! tests run against the moto emulator, which accepts any signature. A URL
 //! signed with the wrong secret, wrong region, wrong headers or a mangled key
@@ -20,6 +17,10 @@
 //!   `name:value\n` with lowercase names and trimmed values; `host` comes
 //!   from the URL (`host[:port]`, the port only when it is not the default);
 //! * payload hash: `UNSIGNED-PAYLOAD`.
+//!
+//! Hand-written rather than built on `aws-sigv4` (the signer the S3 SDK itself uses): an oracle
+//! that shares the signer's code would agree with it about whatever it gets wrong. AWS's
+//! published example vector pins this one down (see its tests).
 //!
 //! URLs are expected to be path-style (`http://host/bucket/key?...`): the
 //! `key` field is whatever follows the first path segment.
