@@ -7,6 +7,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 scripts/check-infra.sh
+scripts/check-deps.sh
 # The backup tests run the `db` binary, which cargo only builds for its own package's tests.
 cargo build --bin db --bin local --bin migrate --bin health
 scripts/check-watch.sh

@@ -10,14 +10,15 @@
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use domain::sessions::TokenKeys;
 use http::{Method, Request, header};
-use secrecy::SecretString;
-use shared::{
-    AppState,
+use migrator::Migrator;
+use platform::{
+    Platform,
     config::Config,
     db::{self, PoolSettings},
-    migrate::Migrator,
 };
+use secrecy::SecretString;
 use tower::ServiceExt;
 
 const PASSWORD: &str = "violet-canyon-drifts-47";
@@ -48,7 +49,7 @@ fn time<F: FnMut()>(n: usize, mut f: F) -> Vec<Duration> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::state::install_crypto_provider();
+    platform::install_crypto_provider();
     let url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/backend_bench".into());
     let secret_url = SecretString::from(url.clone());
@@ -71,38 +72,39 @@ async fn main() -> anyhow::Result<()> {
         "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:5000".into()),
         _ => None,
     })?;
-    let state = AppState::new(config).await?;
-    let app = local::app(&state);
+    let tokens = TokenKeys::from_config(&config)?;
+    let state = Platform::new(config).await?;
+    let app = local::app(&state).await?;
 
     // Tokens alone.
     let user = uuid::Uuid::now_v7();
-    let token = state.tokens.issue(user, 0, None)?.token;
+    let token = tokens.issue(user, 0, None)?.token;
     report(
         "HS256 access token: sign",
         time(20_000, || {
-            std::hint::black_box(state.tokens.issue(user, 0, None).ok());
+            std::hint::black_box(tokens.issue(user, 0, None).ok());
         }),
     );
     report(
         "HS256 access token: verify",
         time(20_000, || {
-            std::hint::black_box(state.tokens.verify(&token).ok());
+            std::hint::black_box(tokens.verify(&token).ok());
         }),
     );
 
     // Password hashing, as register and login pay it.
-    let hash = shared::auth::password::hash(PASSWORD).await?;
+    let hash = domain::accounts::password::hash(PASSWORD).await?;
     let mut samples = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
-        shared::auth::password::hash(PASSWORD).await?;
+        domain::accounts::password::hash(PASSWORD).await?;
         samples.push(started.elapsed());
     }
     report("argon2id hash (m=19456, t=2, p=1)", samples);
     let mut samples = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
-        shared::auth::password::verify(PASSWORD, &hash).await?;
+        domain::accounts::password::verify(PASSWORD, &hash).await?;
         samples.push(started.elapsed());
     }
     report("argon2id verify", samples);

@@ -210,13 +210,25 @@ fn the_watch_router_and_openapi_list_every_route() {
 async fn every_listed_route_is_served_by_its_router() {
     let app = TestApp::spawn().await;
     let routers = [
-        ("health", health::router(app.state.clone())),
-        ("auth", auth::router(app.state.clone())),
-        ("users", users::router(app.state.clone())),
-        ("uploads", uploads::router(app.state.clone())),
+        (
+            "health",
+            health::routes(app.state.clone()).await.expect("routes"),
+        ),
+        (
+            "auth",
+            auth::routes(app.state.clone()).await.expect("routes"),
+        ),
+        (
+            "users",
+            users::routes(app.state.clone()).await.expect("routes"),
+        ),
+        (
+            "uploads",
+            uploads::routes(app.state.clone()).await.expect("routes"),
+        ),
     ];
     for (name, router) in routers {
-        let router = shared::http::app(router, &app.state);
+        let router = http_kit::app(router, &app.state);
         for (method, path) in code_routes()[name].iter() {
             let path = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
             let req = request(

@@ -2,11 +2,11 @@
 
 use axum::body::Body;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use domain::sessions::tokens::key_id;
 use http::{Method, header};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use shared::auth::tokens::key_id;
 
 use crate::support::{Settings, TestApp, request};
 

@@ -16,7 +16,7 @@ fn fixture(name: &str) -> String {
 pub async fn invoke(app: &TestApp, routes: axum::Router, event: &str) -> TestResponse {
     let req =
         lambda_http::request::from_str(&fixture(event)).expect("a valid API Gateway v2 event");
-    let res = shared::http::app(routes, &app.state)
+    let res = http_kit::app(routes, &app.state)
         .oneshot(req)
         .await
         .expect("infallible");
@@ -26,7 +26,12 @@ pub async fn invoke(app: &TestApp, routes: axum::Router, event: &str) -> TestRes
 #[tokio::test]
 async fn the_health_event_runs_through_the_health_router() {
     let app = TestApp::spawn().await;
-    let res = invoke(&app, health::router(app.state.clone()), "health.json").await;
+    let res = invoke(
+        &app,
+        health::routes(app.state.clone()).await.expect("routes"),
+        "health.json",
+    )
+    .await;
     assert_eq!(res.status, 200);
     assert_eq!(res.json()["status"], "ok");
     assert!(res.header("x-request-id").is_some());
@@ -40,7 +45,7 @@ async fn the_health_event_runs_through_the_health_router() {
 async fn the_login_event_runs_through_the_auth_router() {
     let app = TestApp::spawn().await;
     let conn = app.db.connect().await;
-    let hash = shared::auth::password::hash("ana-dev-password-2024!")
+    let hash = domain::accounts::password::hash("ana-dev-password-2024!")
         .await
         .expect("hash");
     conn.execute(
@@ -49,7 +54,12 @@ async fn the_login_event_runs_through_the_auth_router() {
     )
     .await
     .expect("user");
-    let res = invoke(&app, auth::router(app.state.clone()), "auth_login.json").await;
+    let res = invoke(
+        &app,
+        auth::routes(app.state.clone()).await.expect("routes"),
+        "auth_login.json",
+    )
+    .await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
     assert_eq!(res.json()["user"]["email"], "ana@example.com");
     // On Lambda the client IP is API Gateway's sourceIp: the limiter counted it.
@@ -68,10 +78,13 @@ async fn the_users_me_event_runs_through_the_users_router() {
     let session = app.register("event@example.com").await;
     let event = fixture("users_me.json").replace("ACCESS_TOKEN", &session.access_token);
     let req = lambda_http::request::from_str(&event).expect("a valid API Gateway v2 event");
-    let res = shared::http::app(users::router(app.state.clone()), &app.state)
-        .oneshot(req)
-        .await
-        .expect("infallible");
+    let res = http_kit::app(
+        users::routes(app.state.clone()).await.expect("routes"),
+        &app.state,
+    )
+    .oneshot(req)
+    .await
+    .expect("infallible");
     let res = TestResponse::read(res).await;
     assert_eq!(res.status, 200);
     assert_eq!(res.json()["email"], "event@example.com");

@@ -2,8 +2,8 @@
 
 use axum::{Router, body::Body, routing::post};
 use http::{Method, header};
+use http_kit::{ApiError, Json};
 use serde_json::{Value, json};
-use shared::http::{ApiError, Json};
 
 use crate::support::{TestApp, TestResponse, request, send_to};
 
@@ -53,7 +53,7 @@ struct Echo {
 }
 
 /// A router with the routes these tests need, wrapped exactly like the product's.
-fn probe_app(app: &TestApp) -> Router {
+async fn probe_app(app: &TestApp) -> Router {
     let routes = Router::new()
         .route(
             "/probe/echo",
@@ -68,7 +68,10 @@ fn probe_app(app: &TestApp) -> Router {
                 ApiError::NotFound
             }),
         );
-    shared::http::app(routes.merge(local::routes(&app.state)), &app.state)
+    http_kit::app(
+        routes.merge(local::routes(&app.state).await.expect("routes")),
+        &app.state,
+    )
 }
 
 async fn post_raw(
@@ -122,7 +125,7 @@ async fn a_wrong_method_is_a_405_problem_with_allow() {
 #[tokio::test]
 async fn a_body_over_one_mebibyte_is_a_413_problem_with_every_header() {
     let app = TestApp::spawn().await;
-    let router = probe_app(&app);
+    let router = probe_app(&app).await;
     let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(1024 * 1024 + 1));
     let res = post_raw(&router, "/probe/echo", "application/json", big).await;
     assert_eq!(res.status, 413);
@@ -133,7 +136,7 @@ async fn a_body_over_one_mebibyte_is_a_413_problem_with_every_header() {
 #[tokio::test]
 async fn a_body_just_under_the_limit_is_accepted() {
     let app = TestApp::spawn().await;
-    let router = probe_app(&app);
+    let router = probe_app(&app).await;
     let name = "x".repeat(1024 * 1024 - 20);
     let res = post_raw(
         &router,
@@ -257,7 +260,7 @@ async fn a_sane_request_id_is_echoed_and_an_insane_one_replaced() {
 #[tokio::test]
 async fn malformed_json_is_a_400_problem() {
     let app = TestApp::spawn().await;
-    let router = probe_app(&app);
+    let router = probe_app(&app).await;
     let res = post_raw(&router, "/probe/echo", "application/json", r#"{"name": "#).await;
     assert_eq!(res.status, 400);
     assert_every_header(&res);
@@ -267,7 +270,7 @@ async fn malformed_json_is_a_400_problem() {
 #[tokio::test]
 async fn json_of_the_wrong_shape_is_a_422_naming_the_field() {
     let app = TestApp::spawn().await;
-    let router = probe_app(&app);
+    let router = probe_app(&app).await;
     let res = post_raw(
         &router,
         "/probe/echo",
@@ -288,7 +291,7 @@ async fn json_of_the_wrong_shape_is_a_422_naming_the_field() {
 #[tokio::test]
 async fn a_body_that_is_not_json_is_a_415_problem() {
     let app = TestApp::spawn().await;
-    let router = probe_app(&app);
+    let router = probe_app(&app).await;
     let res = post_raw(&router, "/probe/echo", "text/plain", "name=x").await;
     assert_eq!(res.status, 415);
     assert_eq!(res.problem().code, "unsupported_media_type");
@@ -297,7 +300,7 @@ async fn a_body_that_is_not_json_is_a_415_problem() {
 #[tokio::test]
 async fn a_panicking_route_answers_500_and_the_next_request_succeeds() {
     let app = TestApp::spawn().await;
-    let router = probe_app(&app);
+    let router = probe_app(&app).await;
     let res = post_raw(&router, "/probe/panic", "application/json", "{}").await;
     assert_eq!(res.status, 500);
     assert_every_header(&res);

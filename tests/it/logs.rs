@@ -7,8 +7,8 @@ use std::{
 
 use axum::{Router, body::Body, routing::post};
 use http::{Method, header};
+use http_kit::ApiError;
 use serde_json::Value;
-use shared::http::ApiError;
 
 use crate::support::{TestApp, request, send_to};
 
@@ -55,12 +55,12 @@ async fn secrets_are_redacted_in_fields_nested_json_and_error_messages() {
     let capture = Capture::default();
     let sink = capture.clone();
     let _guard =
-        tracing::subscriber::set_default(shared::telemetry::subscriber("info", move || {
+        tracing::subscriber::set_default(platform::telemetry::subscriber("info", move || {
             sink.clone()
         }));
 
     let routes = Router::new().route("/probe/leak", post(leaky_handler));
-    let router = shared::http::app(routes, &app.state);
+    let router = http_kit::app(routes, &app.state);
     let req = request(Method::POST, "/probe/leak")
         .header(header::AUTHORIZATION, "Bearer header-token-secret")
         .header(header::COOKIE, "refresh_token=cookie-secret")
@@ -131,7 +131,7 @@ async fn log_level_filters_lines() {
     let capture = Capture::default();
     let sink = capture.clone();
     let _guard =
-        tracing::subscriber::set_default(shared::telemetry::subscriber("warn", move || {
+        tracing::subscriber::set_default(platform::telemetry::subscriber("warn", move || {
             sink.clone()
         }));
     tracing::info!("quiet");

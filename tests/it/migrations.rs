@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use migrator::{Migrator, State};
 use serde_json::json;
-use shared::migrate::{Migrator, State};
 use tokio_postgres::types::Type;
 
 use crate::support::{TestDatabase, database::migrations_dir};
@@ -151,7 +151,7 @@ fn create_writes_the_next_numbered_pair() {
     let dir = std::env::temp_dir().join(format!("migrations-{}", uuid::Uuid::new_v4().simple()));
     copy_migrations(&dir);
     let before = Migrator::from_dir(&dir).expect("load").migrations().len();
-    let up = shared::migrate::create(&dir, "add_things").expect("create");
+    let up = migrator::create(&dir, "add_things").expect("create");
     let name = up
         .file_name()
         .and_then(|n| n.to_str())
@@ -159,13 +159,13 @@ fn create_writes_the_next_numbered_pair() {
         .to_owned();
     assert_eq!(name, format!("{:04}_add_things.up.sql", before + 1));
     assert!(dir.join(name.replace(".up.", ".down.")).exists());
-    assert!(shared::migrate::create(&dir, "bad name!").is_err());
+    assert!(migrator::create(&dir, "bad name!").is_err());
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
 async fn the_migrate_function_applies_the_embedded_migrations() {
-    let embedded = migrate::migrator().expect("embedded migrations");
+    let embedded = migrations::migrator().expect("embedded migrations");
     let on_disk = Migrator::from_dir(&migrations_dir()).expect("load");
     let checksums = |m: &Migrator| {
         m.migrations()
@@ -180,7 +180,7 @@ async fn the_migrate_function_applies_the_embedded_migrations() {
     );
 
     let db = TestDatabase::empty().await;
-    let config = shared::config::Config::from_lookup(|name| match name {
+    let config = platform::config::Config::from_lookup(|name| match name {
         "DATABASE_URL" => Some(db.url.clone()),
         "APP_ENV" => Some("production".into()),
         _ => None,

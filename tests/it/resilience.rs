@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use axum::{Router, body::Body, extract::State, routing::get};
 use http::Method;
-use shared::{AppState, http::ApiError};
+use http_kit::ApiError;
+use platform::Platform as AppState;
 
 use crate::support::{
     Settings, TestApp, request, send_to,
@@ -187,7 +188,7 @@ async fn probe(app: &TestApp, path: &str) -> (crate::support::TestResponse, Dura
         .route("/probe/slow", get(slow_query))
         .route("/probe/hold", get(hold_connection))
         .with_state(app.state.clone());
-    let router = shared::http::app(routes, &app.state);
+    let router = http_kit::app(routes, &app.state);
     let started = Instant::now();
     let res = send_to(
         &router,
@@ -213,7 +214,7 @@ async fn an_exhausted_pool_answers_503_within_the_wait_timeout() {
         let routes = Router::new()
             .route("/probe/hold", get(hold_connection))
             .with_state(app.state.clone());
-        let router = shared::http::app(routes, &app.state);
+        let router = http_kit::app(routes, &app.state);
         tokio::spawn(async move {
             send_to(
                 &router,
@@ -264,11 +265,15 @@ async fn a_readonly_answer_makes_the_client_reconnect() {
         ThrowawayRedis::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
     let app = TestApp::spawn_with(Settings::default().set("REDIS_URL", &replica.url())).await;
     let client_id = |app: &TestApp| {
-        let mut conn = app.state.cache.conn();
+        let cache = app.state.cache.clone();
         async move {
-            redis::cmd("CLIENT")
-                .arg("ID")
-                .query_async::<u64>(&mut conn)
+            cache
+                .run_always(|mut conn| async move {
+                    redis::cmd("CLIENT")
+                        .arg("ID")
+                        .query_async::<u64>(&mut conn)
+                        .await
+                })
                 .await
                 .expect("client id")
         }

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use platform::Platform;
 use secrecy::SecretString;
 use serde_json::json;
-use shared::AppState;
 
 use crate::support::{
     TestApp, moto,
@@ -90,9 +90,9 @@ async fn fixture() -> Fixture {
     }
 }
 
-async fn health(state: &AppState) -> u16 {
+async fn health(state: &Platform) -> u16 {
     let res = crate::support::send_to(
-        &local::app(state),
+        &local::app(state).await.expect("routes"),
         crate::support::request(http::Method::GET, "/health")
             .body(axum::body::Body::empty())
             .expect("req"),
@@ -104,18 +104,16 @@ async fn health(state: &AppState) -> u16 {
 #[tokio::test]
 async fn settings_and_database_credentials_come_from_secrets_manager() {
     let f = fixture().await;
-    let (config, refresh) = shared::secrets::load(lookup(f.vars.clone()))
+    let (config, refresh) = platform::secrets::load(lookup(f.vars.clone()))
         .await
         .expect("config loads");
     assert_eq!(config.rate_limit_max, 1000, "settings from the app secret");
-    let expected_kid = shared::auth::tokens::key_id(&SecretString::from(JWT.to_owned()));
-    let state = AppState::with_refresh(config, refresh)
+    let expected_kid = domain::sessions::tokens::key_id(&SecretString::from(JWT.to_owned()));
+    let tokens = domain::sessions::TokenKeys::from_config(&config).expect("token keys");
+    let state = Platform::with_refresh(config, refresh)
         .await
         .expect("state");
-    let token = state
-        .tokens
-        .issue(uuid::Uuid::new_v4(), 0, None)
-        .expect("token");
+    let token = tokens.issue(uuid::Uuid::new_v4(), 0, None).expect("token");
     let header = jsonwebtoken::decode_header(&token.token).expect("header");
     assert_eq!(
         header.kid.as_deref(),
@@ -136,13 +134,13 @@ async fn settings_and_database_credentials_come_from_secrets_manager() {
 #[tokio::test]
 async fn a_rotated_password_is_picked_up_without_a_restart() {
     let f = fixture().await;
-    let (config, refresh) = shared::secrets::load(lookup(f.vars.clone()))
+    let (config, refresh) = platform::secrets::load(lookup(f.vars.clone()))
         .await
         .expect("config loads");
-    let rotating = AppState::with_refresh(config.clone(), refresh)
+    let rotating = Platform::with_refresh(config.clone(), refresh)
         .await
         .expect("state");
-    let stuck = AppState::new(config)
+    let stuck = Platform::new(config)
         .await
         .expect("state without a refresh");
     assert_eq!(health(&rotating).await, 200);
@@ -183,7 +181,7 @@ async fn secrets_manager_unreachable_at_cold_start_fails_with_one_clear_line() {
         ),
         ("AWS_ENDPOINT_URL", "http://127.0.0.1:1".to_owned()),
     ]);
-    let err = shared::secrets::load(lookup(vars.clone()))
+    let err = platform::secrets::load(lookup(vars.clone()))
         .await
         .err()
         .expect("start-up must fail");
@@ -198,7 +196,7 @@ async fn secrets_manager_unreachable_at_cold_start_fails_with_one_clear_line() {
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:db".to_owned(),
     );
     vars.remove("APP_SECRET_ARN");
-    let err = shared::secrets::load(lookup(vars))
+    let err = platform::secrets::load(lookup(vars))
         .await
         .err()
         .expect("start-up must fail");
@@ -212,6 +210,6 @@ async fn without_secret_arns_the_environment_is_used_as_is() {
         ("DATABASE_URL", app.db.url.clone()),
         ("RATE_LIMIT_MAX", "7".to_owned()),
     ]);
-    let (config, _) = shared::secrets::load(lookup(vars)).await.expect("config");
+    let (config, _) = platform::secrets::load(lookup(vars)).await.expect("config");
     assert_eq!(config.rate_limit_max, 7);
 }

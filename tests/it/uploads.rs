@@ -292,7 +292,6 @@ async fn deleting_twice_is_fine_and_removes_the_object() {
         404
     );
     let head = app
-        .state
         .s3
         .head_object()
         .bucket(&app.state.config.uploads_bucket)
@@ -425,7 +424,7 @@ async fn deleting_the_account_removes_its_objects() {
         .await;
     assert_eq!(res.status, 204);
     let list = |prefix: String| {
-        let s3 = app.state.s3.clone();
+        let s3 = app.s3.clone();
         let bucket = app.state.config.uploads_bucket.clone();
         async move {
             s3.list_objects_v2()
@@ -470,9 +469,9 @@ async fn abandoned_uploads_are_cleaned_up() {
     .await
     .expect("age");
 
-    let removed = shared::uploads::clean_up_abandoned(
+    let removed = domain::files::clean_up_abandoned(
         &**conn,
-        &app.state.s3,
+        &app.s3,
         &app.state.config.uploads_bucket,
         uploads::ABANDONED_AFTER,
     )

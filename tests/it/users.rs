@@ -15,7 +15,7 @@ async fn promote(app: &TestApp, session: &Session) {
     )
     .await
     .expect("promote");
-    shared::users::invalidate_profile(&app.state, session.id.parse().expect("uuid")).await;
+    domain::accounts::invalidate_profile(&app.state, session.id.parse().expect("uuid")).await;
 }
 
 async fn refresh_status(app: &TestApp, token: &str) -> u16 {

@@ -4,20 +4,20 @@
 pub mod seed;
 
 use axum::Router;
-use shared::AppState;
+use platform::Platform;
 
-/// Every route group's routes, without the common layers.
-pub fn routes(state: &AppState) -> Router {
-    Router::new()
-        .merge(health::router(state.clone()))
-        .merge(auth::router(state.clone()))
-        .merge(users::router(state.clone()))
-        .merge(uploads::router(state.clone()))
+/// Every route group's routes, each with its own state, without the common layers.
+pub async fn routes(platform: &Platform) -> anyhow::Result<Router> {
+    Ok(Router::new()
+        .merge(health::routes(platform.clone()).await?)
+        .merge(auth::routes(platform.clone()).await?)
+        .merge(users::routes(platform.clone()).await?)
+        .merge(uploads::routes(platform.clone()).await?))
 }
 
 /// The servable app: all routes plus the common layers, exactly as each function serves its own.
-pub fn app(state: &AppState) -> Router {
-    shared::http::app(routes(state), state)
+pub async fn app(platform: &Platform) -> anyhow::Result<Router> {
+    Ok(http_kit::app(routes(platform).await?, platform))
 }
 
 /// Where migration files live: `MIGRATIONS_DIR`, else `./migrations`, else the repository's.

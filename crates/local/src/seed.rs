@@ -47,7 +47,7 @@ pub async fn seed(client: &Client) -> anyhow::Result<usize> {
         if exists {
             continue;
         }
-        let hash = shared::auth::password::hash(password).await?;
+        let hash = domain::accounts::password::hash(password).await?;
         let id = uuid::Uuid::now_v7();
         let rows = client
             .execute_typed(

@@ -1,9 +1,11 @@
 //! `POST /api/v1/auth/{register,login,refresh,logout,logout-all}`.
 
 mod session;
+mod state;
 
 use std::time::Duration;
 
+use api::AuthUser;
 use axum::{
     Router,
     extract::State,
@@ -11,16 +13,17 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use serde::Deserialize;
-use shared::{
-    AppState,
-    auth::{AuthUser, Email, Password, password, refresh, revocation},
-    http::{ApiError, FieldError, Json, OptionalJson, rate_limit},
-    users,
+use domain::{
+    accounts::{self as users, Email, Password, password},
+    sessions::{refresh, revocation},
 };
+use http_kit::{ApiError, FieldError, Json, OptionalJson, rate_limit};
+use platform::Platform;
+use serde::Deserialize;
 
 pub use session::REFRESH_COOKIE;
 use session::{clear_cookie, refresh_token_from};
+pub use state::AuthState;
 
 /// Failed logins allowed per account per window, whatever the client IP.
 pub const LOGIN_FAILURES_MAX: u64 = 10;
@@ -38,7 +41,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/logout-all"),
 ];
 
-pub fn router(state: AppState) -> Router {
+/// The auth routes with their state, as `main` serves them on Lambda.
+pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
+    Ok(router(AuthState::new(platform).await?))
+}
+
+pub fn router(state: AuthState) -> Router {
     Router::new()
         .route("/api/v1/auth/register", post(register))
         .route("/api/v1/auth/login", post(login))
@@ -56,7 +64,7 @@ struct RegisterBody {
 }
 
 async fn register(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     Json(body): Json<RegisterBody>,
 ) -> Result<Response, ApiError> {
     let mut errors = Vec::new();
@@ -66,18 +74,9 @@ async fn register(
     let name = users::parse_name(&body.name)
         .map_err(|m| errors.push(FieldError::new("name", m)))
         .ok();
-    let password = match Password::parse(
-        &body.password,
-        "password",
-        &[body.email.trim(), body.name.trim()],
-    ) {
-        Ok(p) => Some(p),
-        Err(ApiError::Validation(mut e)) => {
-            errors.append(&mut e);
-            None
-        }
-        Err(other) => return Err(other),
-    };
+    let password = Password::parse(&body.password, &[body.email.trim(), body.name.trim()])
+        .map_err(|err| errors.push(api::errors::password_field("password", &err)))
+        .ok();
     let (Some(email), Some(name), Some(password)) = (email, name, password) else {
         return Err(ApiError::Validation(errors));
     };
@@ -105,7 +104,7 @@ struct LoginBody {
 }
 
 async fn login(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     Json(body): Json<LoginBody>,
 ) -> Result<Response, ApiError> {
     let email = body.email.trim().to_lowercase();
@@ -138,11 +137,16 @@ async fn login(
 
 /// After too many failures on one account, refuse it for the rest of the window, whatever the
 /// IP; a Redis outage lets logins through (they are still rate limited per IP when it returns).
-async fn ensure_account_not_locked(state: &AppState, key: &str) -> Result<(), ApiError> {
-    let mut conn = state.cache.conn();
+async fn ensure_account_not_locked(state: &AuthState, key: &str) -> Result<(), ApiError> {
     let counted: redis::RedisResult<(Option<u64>, i64)> = state
         .cache
-        .run(redis::pipe().get(key).pttl(key).query_async(&mut conn))
+        .run(|mut conn| async move {
+            redis::pipe()
+                .get(key)
+                .pttl(key)
+                .query_async(&mut conn)
+                .await
+        })
         .await;
     match counted {
         Ok((Some(failures), ttl_ms)) if failures >= LOGIN_FAILURES_MAX => {
@@ -165,7 +169,7 @@ struct RefreshBody {
 }
 
 async fn refresh_session(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     headers: HeaderMap,
     OptionalJson(body): OptionalJson<RefreshBody>,
 ) -> Result<Response, ApiError> {
@@ -197,7 +201,7 @@ async fn refresh_session(
 }
 
 async fn logout(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     caller: AuthUser,
     headers: HeaderMap,
     OptionalJson(body): OptionalJson<RefreshBody>,
@@ -210,7 +214,10 @@ async fn logout(
     Ok((StatusCode::NO_CONTENT, clear_cookie()).into_response())
 }
 
-async fn logout_all(State(state): State<AppState>, caller: AuthUser) -> Result<Response, ApiError> {
+async fn logout_all(
+    State(state): State<AuthState>,
+    caller: AuthUser,
+) -> Result<Response, ApiError> {
     let conn = state.db.get().await?;
     refresh::revoke_all(&**conn, caller.id, None).await?;
     // Committed on its own, so the cached generation never runs ahead of Postgres.

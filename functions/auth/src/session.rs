@@ -5,13 +5,14 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
-use shared::{
-    AppState,
-    auth::refresh::RefreshToken,
-    http::ApiError,
-    users::{Credentials, User},
+use domain::{
+    accounts::{Credentials, User},
+    sessions::refresh::RefreshToken,
 };
+use http_kit::ApiError;
+use serde::Serialize;
+
+use crate::AuthState;
 
 pub const REFRESH_COOKIE: &str = "refresh_token";
 /// The cookie only travels to the auth routes, never to the rest of the API.
@@ -29,7 +30,7 @@ struct TokenResponse<'a> {
 
 /// A new access token for `user`, with `refresh`, as body and cookie.
 pub fn respond(
-    state: &AppState,
+    state: &AuthState,
     status: StatusCode,
     user: &Credentials,
     refresh: &RefreshToken,

@@ -12,18 +12,17 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Deserialize;
-use serde_json::{Value, json};
-use shared::{
-    backup::{self, Destination},
+pub use domain::files::ABANDONED_AFTER;
+use migrator::Migrator;
+use pgbackup::Destination;
+use platform::{
     config::Config,
     db::{self, PoolSettings},
     metrics,
-    migrate::Migrator,
     storage::{self, S3},
 };
-
-pub use shared::uploads::ABANDONED_AFTER;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(tag = "task", rename_all = "lowercase")]
@@ -42,7 +41,7 @@ pub struct Tasks {
 
 impl Tasks {
     pub async fn new(config: Config, migrator: Migrator) -> Self {
-        shared::state::install_crypto_provider();
+        platform::install_crypto_provider();
         let s3 = storage::for_transfers(&storage::s3_client(&config).await);
         Self {
             config,
@@ -89,14 +88,14 @@ impl Tasks {
 
     async fn backup(&self) -> anyhow::Result<Value> {
         let bucket = &self.config.backup_bucket;
-        let key = backup::dump_key(chrono::Utc::now());
+        let key = pgbackup::dump_key(chrono::Utc::now());
         let mut conn = db::connect_once(&self.config.database_url, &self.settings()).await?;
         let destination = Destination::S3 {
             s3: self.s3.clone(),
             bucket: bucket.clone(),
             key: key.clone(),
         };
-        let manifest = backup::backup(&mut conn, &self.migrator, &destination)
+        let manifest = pgbackup::backup(&mut conn, &self.migrator, &destination)
             .await
             .with_context(|| format!("backing up to s3://{bucket}/{key}"))?;
         let rows: u64 = manifest.tables.values().map(|t| t.rows).sum();
@@ -117,12 +116,12 @@ impl Tasks {
     }
 
     async fn drill(&self) -> anyhow::Result<Value> {
-        let (key, restored) = backup::drill(
+        let (key, restored) = pgbackup::drill(
             &self.s3,
             &self.config.backup_bucket,
             &self.config.database_url,
             &self.settings(),
-            &backup::scratch_name(),
+            &pgbackup::scratch_name(),
         )
         .await?;
         let duration_ms = u64::try_from(restored.duration.as_millis()).unwrap_or(u64::MAX);
@@ -146,7 +145,7 @@ impl Tasks {
             &PoolSettings::from_config(&self.config),
         )
         .await?;
-        let removed = shared::uploads::clean_up_abandoned(
+        let removed = domain::files::clean_up_abandoned(
             &**conn,
             &self.s3,
             &self.config.uploads_bucket,

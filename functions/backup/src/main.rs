@@ -5,11 +5,10 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::state::install_crypto_provider();
-    let (config, _) = shared::secrets::load_from_env().await?;
-    shared::telemetry::init(&config.log_level);
-    // The migrate function's binary-embedded migrations: one copy for both functions.
-    let migrator = migrate::migrator()?;
+    platform::install_crypto_provider();
+    let (config, _) = platform::secrets::load_from_env().await?;
+    platform::telemetry::init(&config.log_level);
+    let migrator = migrations::migrator()?;
     let tasks = backup::Tasks::new(config, migrator).await;
     let tasks = &tasks;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

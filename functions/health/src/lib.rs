@@ -13,8 +13,8 @@ use axum::{
     routing::get,
 };
 use chrono::{SecondsFormat, Utc};
+use platform::Platform;
 use serde::Serialize;
-use shared::AppState;
 
 /// Each dependency check gives up after this long.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -29,7 +29,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/openapi.json"),
 ];
 
-pub fn router(state: AppState) -> Router {
+/// The health routes need nothing beyond the platform: no token keys, no S3.
+pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
+    Ok(router(platform))
+}
+
+pub fn router(state: Platform) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -51,7 +56,7 @@ struct Checks {
     redis: &'static str,
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+async fn health(State(state): State<Platform>) -> Response {
     let (database, redis) = tokio::join!(check_database(&state), check_redis(&state));
     let healthy = database && redis;
     let body = Health {
@@ -75,7 +80,7 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "ok" } else { "error" }
 }
 
-async fn check_database(state: &AppState) -> bool {
+async fn check_database(state: &Platform) -> bool {
     let check = async {
         let conn = state.db.get().await?;
         conn.query_typed("SELECT 1", &[]).await?;
@@ -94,7 +99,7 @@ async fn check_database(state: &AppState) -> bool {
     }
 }
 
-async fn check_redis(state: &AppState) -> bool {
+async fn check_redis(state: &Platform) -> bool {
     match tokio::time::timeout(CHECK_TIMEOUT, state.cache.ping()).await {
         Ok(Ok(())) => true,
         Ok(Err(err)) => {

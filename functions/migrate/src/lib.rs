@@ -2,16 +2,12 @@
 //! invokes it with `{"command":"up"}` (or `"status"`) after `sam deploy`, and fails the
 //! deployment when the answer is an error.
 
-use serde::{Deserialize, Serialize};
-use shared::{
+use migrator::{Migrator, State};
+use platform::{
     config::Config,
     db::{self, PoolSettings},
-    migrate::{Migrator, State},
 };
-
-mod embedded {
-    include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
-}
+use serde::{Deserialize, Serialize};
 
 /// What the deploy pipeline asks for. There is no default: an invocation that does not say
 /// what it wants must never change the schema.
@@ -57,13 +53,8 @@ pub struct Response {
     pub version: Option<i64>,
 }
 
-/// The migrations compiled into this binary (by `build.rs`).
-pub fn migrator() -> anyhow::Result<Migrator> {
-    Migrator::from_embedded(embedded::FILES)
-}
-
 pub async fn handle(config: &Config, request: Request) -> anyhow::Result<Response> {
-    let migrator = migrator()?;
+    let migrator = migrations::migrator()?;
     let mut conn =
         db::connect_once(&config.database_url, &PoolSettings::from_config(config)).await?;
     let applied = match request.command {

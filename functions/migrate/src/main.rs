@@ -4,9 +4,9 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::state::install_crypto_provider();
-    let (config, _) = shared::secrets::load_from_env().await?;
-    shared::telemetry::init(&config.log_level);
+    platform::install_crypto_provider();
+    let (config, _) = platform::secrets::load_from_env().await?;
+    platform::telemetry::init(&config.log_level);
     let config = &config;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {

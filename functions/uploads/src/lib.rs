@@ -6,9 +6,11 @@
 //! presigned GETs valid 5 minutes, always as an attachment.
 
 mod filename;
+mod state;
 
 use std::{collections::BTreeMap, time::Duration};
 
+use api::{AuthUser, pages};
 use aws_sdk_s3::presigning::PresigningConfig;
 use axum::{
     Json as JsonBody, Router,
@@ -18,20 +20,18 @@ use axum::{
     routing::{get, post},
 };
 use chrono::{DateTime, SecondsFormat, Utc};
+use domain::files::{self as uploads, Upload};
+use http_kit::{ApiError, Created, FieldError, Json, Page, Pagination, PathId};
+use platform::Platform;
 use serde::{Deserialize, Serialize};
-use shared::{
-    AppState,
-    auth::AuthUser,
-    http::{ApiError, Created, FieldError, Json, Page, Pagination, PathId},
-    uploads::{self, Upload},
-};
 use uuid::Uuid;
 
 pub use filename::sanitize as sanitize_filename;
+pub use state::UploadsState;
 
 pub const UPLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 pub const DOWNLOAD_URL_LIFETIME: Duration = Duration::from_secs(5 * 60);
-pub use shared::uploads::ABANDONED_AFTER;
+pub use domain::files::ABANDONED_AFTER;
 
 /// Every (method, path) this function serves: the template's HTTP API, the cargo-lambda watch
 /// router and the OpenAPI document are checked against this list by the test suite.
@@ -43,7 +43,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/uploads/{id}/complete"),
 ];
 
-pub fn router(state: AppState) -> Router {
+/// The uploads routes with their state, as `main` serves them on Lambda.
+pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
+    Ok(router(UploadsState::new(platform).await?))
+}
+
+pub fn router(state: UploadsState) -> Router {
     Router::new()
         .route("/api/v1/uploads", post(create).get(list))
         .route("/api/v1/uploads/{id}", get(show).delete(remove))
@@ -76,7 +81,7 @@ fn s3_unavailable(err: impl std::error::Error + Send + Sync + 'static) -> ApiErr
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<UploadsState>,
     caller: AuthUser,
     Json(body): Json<CreateUpload>,
 ) -> Result<Created<CreatedUpload>, ApiError> {
@@ -157,7 +162,7 @@ async fn create(
     }))
 }
 
-async fn owned(state: &AppState, id: Uuid, caller: &AuthUser) -> Result<Upload, ApiError> {
+async fn owned(state: &UploadsState, id: Uuid, caller: &AuthUser) -> Result<Upload, ApiError> {
     let conn = state.db.get().await?;
     uploads::find_owned(&**conn, id, caller.id)
         .await?
@@ -165,7 +170,7 @@ async fn owned(state: &AppState, id: Uuid, caller: &AuthUser) -> Result<Upload, 
 }
 
 async fn complete(
-    State(state): State<AppState>,
+    State(state): State<UploadsState>,
     caller: AuthUser,
     PathId(id): PathId<Uuid>,
 ) -> Result<JsonBody<Upload>, ApiError> {
@@ -235,7 +240,7 @@ struct UploadView {
 }
 
 async fn show(
-    State(state): State<AppState>,
+    State(state): State<UploadsState>,
     caller: AuthUser,
     PathId(id): PathId<Uuid>,
 ) -> Result<JsonBody<UploadView>, ApiError> {
@@ -272,7 +277,7 @@ async fn show(
 /// Removes the object, then the row. Deleting what is already gone is fine (204); an S3
 /// failure keeps the row, so nothing is left half-deleted.
 async fn remove(
-    State(state): State<AppState>,
+    State(state): State<UploadsState>,
     caller: AuthUser,
     PathId(id): PathId<Uuid>,
 ) -> Result<Response, ApiError> {
@@ -292,11 +297,12 @@ async fn remove(
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<UploadsState>,
     caller: AuthUser,
     page: Pagination,
 ) -> Result<JsonBody<Page<Upload>>, ApiError> {
     let conn = state.db.get().await?;
-    let (items, next) = uploads::list(&**conn, caller.id, page.cursor, page.limit).await?;
-    Ok(JsonBody(Page::new(items, next)))
+    let before = page.cursor.map(pages::position);
+    let (items, next) = uploads::list(&**conn, caller.id, before, page.limit).await?;
+    Ok(JsonBody(Page::new(items, next.map(pages::cursor))))
 }

@@ -4,6 +4,7 @@
 //! by checks inside handlers. Reads that must see the caller's own writes use the primary; the
 //! admin listing tolerates lag and reads the replica.
 
+use api::{AdminUser, AuthUser, SelfOrAdmin, pages};
 use axum::{
     Json as JsonBody, Router,
     extract::{Query, State},
@@ -11,13 +12,17 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, put},
 };
-use serde::Deserialize;
-use shared::{
-    AppState,
-    auth::{AdminUser, AuthUser, Email, Password, SelfOrAdmin, password, refresh, revocation},
-    http::{ApiError, FieldError, Json, Page, Pagination},
-    users::{self, Credentials, User},
+use domain::{
+    accounts::{self as users, Credentials, Email, Password, User, password},
+    files,
+    sessions::{refresh, revocation},
 };
+use http_kit::{ApiError, FieldError, Json, Page, Pagination};
+use platform::Platform;
+use serde::Deserialize;
+
+mod state;
+pub use state::UsersState;
 
 /// Every (method, path) this function serves: the template's HTTP API, the cargo-lambda watch
 /// router and the OpenAPI document are checked against this list by the test suite.
@@ -30,7 +35,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/users/{id}"),
 ];
 
-pub fn router(state: AppState) -> Router {
+/// The users routes with their state, as `main` serves them on Lambda.
+pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
+    Ok(router(UsersState::new(platform).await?))
+}
+
+pub fn router(state: UsersState) -> Router {
     Router::new()
         .route(
             "/api/v1/users/me",
@@ -42,7 +52,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<JsonBody<User>, ApiError> {
+async fn me(State(state): State<UsersState>, caller: AuthUser) -> Result<JsonBody<User>, ApiError> {
     users::cached_profile(&state, caller.id)
         .await?
         .map(JsonBody)
@@ -57,7 +67,7 @@ struct UpdateMe {
 }
 
 async fn update_me(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     caller: AuthUser,
     Json(body): Json<UpdateMe>,
 ) -> Result<JsonBody<User>, ApiError> {
@@ -126,13 +136,14 @@ struct ChangePassword {
 /// Changes the password and ends every other session: all refresh families but the caller's,
 /// and every access token (the caller refreshes to get a new one).
 async fn change_password(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     caller: AuthUser,
     Json(body): Json<ChangePassword>,
 ) -> Result<Response, ApiError> {
     let current = current_user(&state, caller.id).await?;
     let hints = [current.user.email.as_str(), current.user.name.as_str()];
-    let new_password = Password::parse(&body.new_password, "new_password", &hints)?;
+    let new_password = Password::parse(&body.new_password, &hints)
+        .map_err(|err| api::errors::password("new_password", &err))?;
     check_password(&body.current_password, &current).await?;
     let hash = password::hash(new_password.expose()).await?;
     let conn = state.db.get().await?;
@@ -149,14 +160,14 @@ struct DeleteMe {
 }
 
 async fn delete_me(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     caller: AuthUser,
     Json(body): Json<DeleteMe>,
 ) -> Result<Response, ApiError> {
     let current = current_user(&state, caller.id).await?;
     check_password(&body.current_password, &current).await?;
     // Files first: if S3 fails, the account stays whole and the user can try again.
-    shared::uploads::delete_user_objects(&state.s3, &state.config.uploads_bucket, caller.id)
+    files::delete_user_objects(&state.s3, &state.config.uploads_bucket, caller.id)
         .await
         .map_err(ApiError::Unavailable)?;
     // One statement: the user's rows in every other table go with it (ON DELETE CASCADE).
@@ -170,7 +181,7 @@ async fn delete_me(
 
 /// The caller's row from the primary. The connection goes back to the (small) pool before any
 /// password hashing or S3 call, which take far longer than the query.
-async fn current_user(state: &AppState, id: uuid::Uuid) -> Result<Credentials, ApiError> {
+async fn current_user(state: &UsersState, id: uuid::Uuid) -> Result<Credentials, ApiError> {
     let conn = state.db.get().await?;
     users::find_by_id(&**conn, id)
         .await?
@@ -192,7 +203,7 @@ struct EmailFilter {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     _admin: AdminUser,
     page: Pagination,
     Query(filter): Query<EmailFilter>,
@@ -204,12 +215,13 @@ async fn list(
         .filter(|p| !p.is_empty());
     // The listing tolerates replica lag: it reads the read pool.
     let conn = state.db_read.get().await?;
-    let (items, next) = users::list(&**conn, page.cursor, prefix, page.limit).await?;
-    Ok(JsonBody(Page::new(items, next)))
+    let after = page.cursor.map(pages::position);
+    let (items, next) = users::list(&**conn, after, prefix, page.limit).await?;
+    Ok(JsonBody(Page::new(items, next.map(pages::cursor))))
 }
 
 async fn show(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     access: SelfOrAdmin,
 ) -> Result<JsonBody<User>, ApiError> {
     users::cached_profile(&state, access.target)

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::serve_on_lambda(users::router).await
+    http_kit::serve_on_lambda(users::routes).await
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shared::backup::{self, Manifest, RestoreOptions};
+use pgbackup::{Manifest, RestoreOptions};
 use tokio_postgres::types::Type;
 
 use super::{Fixture, backup_connection};
@@ -18,12 +18,12 @@ pub async fn paused_backup(
     lock.batch_execute("BEGIN; LOCK TABLE test_b_pause IN ACCESS EXCLUSIVE MODE")
         .await
         .expect("locking");
-    let key = backup::dump_key(chrono::Utc::now());
+    let key = pgbackup::dump_key(chrono::Utc::now());
     let mut conn = backup_connection(&fx.db).await;
     let migrator = fx.migrator.clone();
     let destination = fx.destination(&key);
     let running =
-        tokio::spawn(async move { backup::backup(&mut conn, &migrator, &destination).await });
+        tokio::spawn(async move { pgbackup::backup(&mut conn, &migrator, &destination).await });
     // Another session: one inside a transaction keeps seeing the activity of its first look.
     let watcher = fx.client().await;
     if !wait_until_blocked(&watcher, &fx.db.name).await {
@@ -56,7 +56,7 @@ async fn wait_until_blocked(client: &tokio_postgres::Client, database: &str) -> 
 async fn restore(fx: &Fixture, key: &str) -> TestDatabase {
     let target = TestDatabase::empty().await;
     let mut conn = target.connect().await;
-    backup::restore(&mut conn, &fx.source(key), RestoreOptions::default())
+    pgbackup::restore(&mut conn, &fx.source(key), RestoreOptions::default())
         .await
         .expect("restore");
     target

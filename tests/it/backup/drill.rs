@@ -1,7 +1,6 @@
 //! The restore drill restores the newest complete backup, checks it, and cleans up after itself
 //! whether it passed or not.
 
-use shared::backup;
 use tokio_postgres::types::Type;
 
 use super::Fixture;
@@ -19,9 +18,9 @@ async fn database_exists(name: &str) -> bool {
         .is_some()
 }
 
-async fn drill(fx: &Fixture, scratch: &str) -> anyhow::Result<(String, backup::Restored)> {
+async fn drill(fx: &Fixture, scratch: &str) -> anyhow::Result<(String, pgbackup::Restored)> {
     let config = fx.config();
-    backup::drill(
+    pgbackup::drill(
         &fx.s3,
         &fx.bucket,
         &config.database_url,
@@ -51,7 +50,7 @@ async fn the_drill_restores_the_newest_complete_backup_and_drops_its_scratch_dat
     )
     .await;
 
-    let scratch = backup::scratch_name();
+    let scratch = pgbackup::scratch_name();
     let (key, restored) = drill(&fx, &scratch).await.expect("the drill passes");
     assert_eq!(key, newer);
     assert_eq!(restored.manifest, manifest);
@@ -69,12 +68,12 @@ async fn the_drill_fails_loudly_when_the_backup_differs_from_its_manifest() {
     let (key, mut manifest) = fx.backup().await;
     manifest.tables.get_mut("users").expect("users").rows += 1;
     fx.upload(
-        &backup::manifest_key(&key),
+        &pgbackup::manifest_key(&key),
         serde_json::to_vec(&manifest).expect("json"),
     )
     .await;
 
-    let scratch = backup::scratch_name();
+    let scratch = pgbackup::scratch_name();
     let err = drill(&fx, &scratch).await.expect_err("the drill must fail");
     let message = format!("{err:#}");
     assert!(
@@ -90,7 +89,7 @@ async fn the_drill_fails_loudly_when_the_backup_differs_from_its_manifest() {
 #[tokio::test]
 async fn the_drill_fails_when_there_is_no_complete_backup() {
     let fx = Fixture::new().await;
-    let err = drill(&fx, &backup::scratch_name())
+    let err = drill(&fx, &pgbackup::scratch_name())
         .await
         .expect_err("nothing to drill");
     assert!(format!("{err:#}").contains("no complete backup"), "{err:#}");

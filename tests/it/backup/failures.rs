@@ -4,8 +4,8 @@
 use std::{io::Write, time::Duration};
 
 use flate2::{Compression, read::GzDecoder, write::GzEncoder};
+use pgbackup::{Manifest, RestoreOptions};
 use sha2::{Digest, Sha256};
-use shared::backup::{self, Manifest, RestoreOptions};
 
 use super::{Fixture, all_rows, consistency::paused_backup};
 use crate::support::TestDatabase;
@@ -90,7 +90,7 @@ async fn an_s3_failure_midway_fails_the_backup_and_leaves_no_manifest() {
     );
     assert!(uploads_in_progress(&fx).await.is_empty());
     assert_eq!(
-        backup::newest(&fx.s3, &fx.bucket).await.expect("listing"),
+        pgbackup::newest(&fx.s3, &fx.bucket).await.expect("listing"),
         None
     );
 }
@@ -195,7 +195,7 @@ async fn rewrite_dump(fx: &Fixture, key: &str, edit: impl Fn(String) -> String) 
     let mut gz = GzEncoder::new(Vec::new(), Compression::default());
     gz.write_all(edited.as_bytes()).expect("gzip");
     let bytes = gz.finish().expect("gzip");
-    let manifest_key = backup::manifest_key(key);
+    let manifest_key = pgbackup::manifest_key(key);
     let mut manifest: Manifest =
         serde_json::from_slice(&fx.download(&manifest_key).await).expect("manifest");
     manifest.sha256 = hex::encode(Sha256::digest(&bytes));
@@ -208,7 +208,7 @@ async fn rewrite_dump(fx: &Fixture, key: &str, edit: impl Fn(String) -> String) 
 async fn restore_into_empty(fx: &Fixture, key: &str) -> (anyhow::Result<()>, TestDatabase) {
     let target = TestDatabase::empty().await;
     let mut conn = target.connect().await;
-    let result = backup::restore(&mut conn, &fx.source(key), RestoreOptions::default())
+    let result = pgbackup::restore(&mut conn, &fx.source(key), RestoreOptions::default())
         .await
         .map(|_| ());
     (result, target)
@@ -293,7 +293,7 @@ async fn a_dump_without_its_manifest_is_not_restored() {
     fx.s3
         .delete_object()
         .bucket(&fx.bucket)
-        .key(backup::manifest_key(&key))
+        .key(pgbackup::manifest_key(&key))
         .send()
         .await
         .expect("deleting the manifest");

@@ -30,11 +30,7 @@ async fn the_backup_task_writes_a_backup_that_the_drill_task_restores() {
 
     let done = tasks.run(Task::Backup).await.expect("backup task");
     let key = done["key"].as_str().expect("key").to_owned();
-    assert!(
-        fx.keys()
-            .await
-            .contains(&shared::backup::manifest_key(&key))
-    );
+    assert!(fx.keys().await.contains(&pgbackup::manifest_key(&key)));
     // users, refresh_tokens, uploads, test_accounts, test_b_pause, test_savings, schema_migrations
     assert_eq!(done["rows"], json!(3 + 1 + 1 + 195 + 1 + 195 + 5));
 

@@ -10,14 +10,10 @@ mod round_trip;
 
 use std::path::{Path, PathBuf};
 
+use migrator::Migrator;
+use pgbackup::{Destination, Manifest, Source};
+use platform::{config::Config, db, storage::S3};
 use secrecy::SecretString;
-use shared::{
-    backup::{self, Destination, Manifest, Source},
-    config::Config,
-    db,
-    migrate::Migrator,
-    storage::S3,
-};
 
 use crate::support::{
     TestDatabase,
@@ -88,7 +84,7 @@ impl Fixture {
         migrator.up(&mut conn).await.expect("migrating");
 
         let config = config(&db, "unused");
-        let s3 = shared::storage::s3_client(&config).await;
+        let s3 = platform::storage::s3_client(&config).await;
         let bucket = format!("backups-{}", uuid::Uuid::new_v4().simple());
         s3.create_bucket()
             .bucket(&bucket)
@@ -141,9 +137,9 @@ impl Fixture {
 
     /// Backs the database up to S3 under a fresh key.
     pub async fn backup(&self) -> (String, Manifest) {
-        let key = backup::dump_key(chrono::Utc::now());
+        let key = pgbackup::dump_key(chrono::Utc::now());
         let mut conn = backup_connection(&self.db).await;
-        let manifest = backup::backup(&mut conn, &self.migrator, &self.destination(&key))
+        let manifest = pgbackup::backup(&mut conn, &self.migrator, &self.destination(&key))
             .await
             .expect("backup");
         (key, manifest)

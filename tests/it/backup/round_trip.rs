@@ -1,6 +1,6 @@
 //! A backup restores to exactly the database it was taken from, by `db restore` and by `psql`.
 
-use shared::backup::{self, RestoreOptions};
+use pgbackup::RestoreOptions;
 
 use super::{Fixture, all_rows, fill, psql_restore};
 use crate::support::TestDatabase;
@@ -17,7 +17,7 @@ async fn a_backup_restores_every_row_and_the_sequences_continue() {
         "{key}"
     );
     assert!(
-        fx.keys().await.contains(&backup::manifest_key(&key)),
+        fx.keys().await.contains(&pgbackup::manifest_key(&key)),
         "the manifest sits next to the dump"
     );
     assert_eq!(manifest.migration_version, Some(9002));
@@ -26,7 +26,7 @@ async fn a_backup_restores_every_row_and_the_sequences_continue() {
 
     let target = TestDatabase::empty().await;
     let mut conn = target.connect().await;
-    let restored = backup::restore(&mut conn, &fx.source(&key), RestoreOptions::default())
+    let restored = pgbackup::restore(&mut conn, &fx.source(&key), RestoreOptions::default())
         .await
         .expect("restore");
     assert_eq!(
@@ -72,7 +72,7 @@ async fn stock_psql_restores_the_same_file() {
     assert!(ok, "psql failed: {stderr}");
     let conn = target.connect().await;
     assert_eq!(all_rows(&conn).await, all_rows(&source).await);
-    backup::verify(&conn, &manifest)
+    pgbackup::verify(&conn, &manifest)
         .await
         .expect("the psql restore matches the manifest");
     let version: i64 = conn

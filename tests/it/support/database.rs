@@ -4,12 +4,10 @@
 //! template. Test processes (nextest runs one per test) build it at most once, under an advisory
 //! lock. Each test database is dropped when its `TestDatabase` is dropped.
 
+use migrator::Migrator;
+use platform::db::{self, PoolSettings, quote_ident};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
-use shared::{
-    db::{self, PoolSettings, quote_ident},
-    migrate::Migrator,
-};
 use tokio_postgres::types::Type;
 
 const TEMPLATE_LOCK: i64 = 0x7465_6d70_6c61_7465;
@@ -50,8 +48,8 @@ pub fn settings() -> PoolSettings {
     }
 }
 
-pub async fn admin_connection() -> shared::db::Connection {
-    shared::state::install_crypto_provider();
+pub async fn admin_connection() -> platform::db::Connection {
+    platform::install_crypto_provider();
     db::connect_once(&SecretString::from(url_for("postgres")), &settings())
         .await
         .expect("Postgres is running on 127.0.0.1:5432 (start it as .ci/run does)")
@@ -100,7 +98,7 @@ impl TestDatabase {
         }
     }
 
-    pub async fn connect(&self) -> shared::db::Connection {
+    pub async fn connect(&self) -> platform::db::Connection {
         db::connect_once(&SecretString::from(self.url.clone()), &settings())
             .await
             .expect("connecting")

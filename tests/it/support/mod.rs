@@ -16,8 +16,9 @@ use std::{collections::HashMap, net::SocketAddr};
 use axum::{Router, body::Body, extract::ConnectInfo};
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use http_kit::Problem;
+use platform::{Platform, config::Config, storage::S3};
 use serde_json::Value;
-use shared::{AppState, config::Config, http::Problem};
 use tower::ServiceExt;
 
 pub use database::TestDatabase;
@@ -29,7 +30,9 @@ pub fn redis_url() -> String {
 }
 
 pub struct TestApp {
-    pub state: AppState,
+    pub state: Platform,
+    /// The uploads and users functions' S3 client.
+    pub s3: S3,
     pub db: TestDatabase,
     pub router: Router,
     pub peer: SocketAddr,
@@ -77,10 +80,12 @@ impl TestApp {
         vars.extend(settings.0);
         let config =
             Config::from_lookup(|name| vars.get(name).cloned()).expect("test config is valid");
-        let state = AppState::new(config).await.expect("state builds");
-        let router = local::app(&state);
+        let state = Platform::new(config).await.expect("state builds");
+        let router = local::app(&state).await.expect("routes build");
+        let s3 = platform::storage::s3_client(&state.config).await;
         Self {
             state,
+            s3,
             db,
             router,
             peer: "127.0.0.1:40000".parse().expect("addr"),
@@ -132,8 +137,7 @@ impl TestApp {
     /// Starts moto if needed and creates this test's uploads bucket.
     pub async fn with_bucket(self) -> Self {
         moto::ensure_running().await;
-        self.state
-            .s3
+        self.s3
             .create_bucket()
             .bucket(&self.state.config.uploads_bucket)
             .send()

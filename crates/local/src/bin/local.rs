@@ -6,11 +6,11 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use shared::{
-    AppState,
+use migrator::Migrator;
+use platform::{
+    Platform,
     config::{AppEnv, Config},
     db::{self, PoolSettings},
-    migrate::Migrator,
 };
 
 #[tokio::main]
@@ -23,8 +23,8 @@ async fn main() {
 
 async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    shared::telemetry::init(&config.log_level);
-    let state = AppState::new(config).await?;
+    platform::telemetry::init(&config.log_level);
+    let state = Platform::new(config).await?;
     let config = state.config.clone();
 
     if matches!(config.app_env, AppEnv::Development | AppEnv::Test) {
@@ -44,7 +44,9 @@ async fn run() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, env = %config.app_env, "listening");
-    let app = local::app(&state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = local::app(&state)
+        .await?
+        .into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

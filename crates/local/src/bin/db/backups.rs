@@ -1,18 +1,18 @@
-//! `db backup`, `db restore` and `db drill`: the backup engine of `shared::backup` from a shell.
+//! `db backup`, `db restore` and `db drill`: the backup engine (`pgbackup`) from a shell.
 
 use std::{io::IsTerminal, path::Path, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use secrecy::SecretString;
-use shared::{
-    backup::{self, Destination, RestoreOptions, Source},
+use migrator::Migrator;
+use pgbackup::{Destination, RestoreOptions, Source};
+use platform::{
     config::Config,
     db::{self, PoolSettings},
-    migrate::Migrator,
     storage::{self, S3},
 };
+use secrecy::SecretString;
 
 #[derive(Args)]
 pub struct BackupArgs {
@@ -59,11 +59,11 @@ pub async fn backup(config: &Config, migrations: &Path, args: BackupArgs) -> any
         None => Destination::S3 {
             s3: s3(config).await,
             bucket: config.backup_bucket.clone(),
-            key: backup::dump_key(chrono::Utc::now()),
+            key: pgbackup::dump_key(chrono::Utc::now()),
         },
     };
     let mut conn = db::connect_once(&config.database_url, &settings(config)).await?;
-    let manifest = backup::backup(&mut conn, &migrator, &destination).await?;
+    let manifest = pgbackup::backup(&mut conn, &migrator, &destination).await?;
     let rows: u64 = manifest.tables.values().map(|t| t.rows).sum();
     println!(
         "backed up {} tables, {rows} rows, to {} ({} bytes, {:.1} s)",
@@ -97,7 +97,7 @@ pub async fn restore(config: &Config, args: RestoreArgs) -> anyhow::Result<()> {
         },
         (None, None, _) => {
             let s3 = s3(config).await;
-            let key = backup::newest(&s3, &config.backup_bucket)
+            let key = pgbackup::newest(&s3, &config.backup_bucket)
                 .await?
                 .with_context(|| {
                     format!(
@@ -135,7 +135,7 @@ pub async fn restore(config: &Config, args: RestoreArgs) -> anyhow::Result<()> {
             bar.set_position(read);
         }
     };
-    let restored = backup::restore(
+    let restored = pgbackup::restore(
         &mut conn,
         &source,
         RestoreOptions {
@@ -160,12 +160,12 @@ pub async fn restore(config: &Config, args: RestoreArgs) -> anyhow::Result<()> {
 
 pub async fn drill(config: &Config) -> anyhow::Result<()> {
     let s3 = s3(config).await;
-    let (key, restored) = backup::drill(
+    let (key, restored) = pgbackup::drill(
         &s3,
         &config.backup_bucket,
         &config.database_url,
         &settings(config),
-        &backup::scratch_name(),
+        &pgbackup::scratch_name(),
     )
     .await?;
     println!(

@@ -6,10 +6,10 @@ mod backups;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use local::migrations_dir;
-use shared::{
+use migrator::{Migrator, State};
+use platform::{
     config::Config,
     db::{self, PoolSettings},
-    migrate::{Migrator, State},
 };
 
 #[derive(Parser)]
@@ -57,12 +57,12 @@ async fn main() {
 async fn run(command: Command) -> anyhow::Result<()> {
     let dir = migrations_dir();
     if let Command::Create { name } = &command {
-        let path = shared::migrate::create(&dir, name)?;
+        let path = migrator::create(&dir, name)?;
         println!("created {}", path.display());
         return Ok(());
     }
     let config = Config::from_env()?;
-    shared::state::install_crypto_provider();
+    platform::install_crypto_provider();
     let settings = PoolSettings::from_config(&config);
     match command {
         Command::Backup(args) => return backups::backup(&config, &dir, args).await,

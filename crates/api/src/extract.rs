@@ -1,0 +1,125 @@
+//! `AuthUser`: the verified caller of a protected route. Only the `Authorization: Bearer`
+//! header counts; a token in the query string or anywhere else is ignored.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{FromRef, FromRequestParts},
+    http::request::Parts,
+};
+use domain::{
+    accounts,
+    sessions::{Claims, TokenKeys, revocation},
+};
+use http_kit::{ApiError, PathId};
+use platform::Platform;
+use uuid::Uuid;
+
+use crate::errors;
+
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: Uuid,
+    pub claims: Claims,
+}
+
+/// Any route group's state that holds the platform and the token keys can name its caller.
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    Platform: FromRef<S>,
+    Arc<TokenKeys>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let token = bearer_token(parts)
+            .ok_or_else(|| ApiError::Unauthorized("Authentication is required".into()))?;
+        let claims = Arc::<TokenKeys>::from_ref(state)
+            .verify(token)
+            .map_err(|err| {
+                tracing::info!(reason = %err, "access token refused");
+                ApiError::Unauthorized("The access token is invalid or expired".into())
+            })?;
+        revocation::ensure_not_revoked(&Platform::from_ref(state), &claims)
+            .await
+            .map_err(errors::refusal)?;
+        Ok(Self {
+            id: claims.sub,
+            claims,
+        })
+    }
+}
+
+/// A caller whose role is `admin`; anyone else gets 403.
+#[derive(Debug, Clone)]
+pub struct AdminUser {
+    pub id: Uuid,
+}
+
+impl<S> FromRequestParts<S> for AdminUser
+where
+    S: Send + Sync,
+    Platform: FromRef<S>,
+    Arc<TokenKeys>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let caller = AuthUser::from_request_parts(parts, state).await?;
+        match accounts::cached_profile(&Platform::from_ref(state), caller.id).await? {
+            Some(user) if user.is_admin() => Ok(Self { id: caller.id }),
+            Some(_) => Err(ApiError::Forbidden),
+            None => Err(ApiError::Unauthorized(
+                "The access token is invalid or expired".into(),
+            )),
+        }
+    }
+}
+
+/// Access to the user named by the `{id}` path segment: the user themself or an admin. Anyone
+/// else gets the same 404 as for an id that does not exist, so ids leak nothing.
+#[derive(Debug, Clone)]
+pub struct SelfOrAdmin {
+    pub caller: Uuid,
+    pub target: Uuid,
+}
+
+impl<S> FromRequestParts<S> for SelfOrAdmin
+where
+    S: Send + Sync,
+    Platform: FromRef<S>,
+    Arc<TokenKeys>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let caller = AuthUser::from_request_parts(parts, state).await?;
+        let PathId(target) = PathId::<Uuid>::from_request_parts(parts, state).await?;
+        if target == caller.id {
+            return Ok(Self {
+                caller: caller.id,
+                target,
+            });
+        }
+        match accounts::cached_profile(&Platform::from_ref(state), caller.id).await? {
+            Some(user) if user.is_admin() => Ok(Self {
+                caller: caller.id,
+                target,
+            }),
+            _ => Err(ApiError::NotFound),
+        }
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
+        .then_some(token)
+}

@@ -1,0 +1,220 @@
+//! The uploads table and the objects behind it. Object keys are `uploads/{user_id}/{upload_id}`:
+//! never anything the user chose.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::{GenericClient, Row, types::Type};
+use uuid::Uuid;
+
+use platform::storage::S3;
+
+/// Uploads still pending after this long were abandoned: the daily maintenance task removes them.
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Upload {
+    pub id: Uuid,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub object_key: String,
+}
+
+const COLUMNS: &str = "id, filename, content_type, size, status, created_at, object_key";
+
+fn upload(row: &Row) -> Upload {
+    Upload {
+        id: row.get(0),
+        filename: row.get(1),
+        content_type: row.get(2),
+        size: row.get(3),
+        status: row.get(4),
+        created_at: row.get(5),
+        object_key: row.get(6),
+    }
+}
+
+pub fn object_key(user_id: Uuid, upload_id: Uuid) -> String {
+    format!("uploads/{user_id}/{upload_id}")
+}
+
+pub async fn insert(
+    db: &impl GenericClient,
+    id: Uuid,
+    user_id: Uuid,
+    filename: &str,
+    content_type: &str,
+    size: i64,
+) -> anyhow::Result<Upload> {
+    let row = db
+        .query_typed_one(
+            &format!(
+                "INSERT INTO uploads (id, user_id, object_key, filename, content_type, size)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+            ),
+            &[
+                (&id, Type::UUID),
+                (&user_id, Type::UUID),
+                (&object_key(user_id, id), Type::TEXT),
+                (&filename, Type::TEXT),
+                (&content_type, Type::TEXT),
+                (&size, Type::INT8),
+            ],
+        )
+        .await
+        .context("inserting an upload")?;
+    Ok(upload(&row))
+}
+
+/// The upload `id` if it belongs to `user_id`.
+pub async fn find_owned(
+    db: &impl GenericClient,
+    id: Uuid,
+    user_id: Uuid,
+) -> anyhow::Result<Option<Upload>> {
+    let row = db
+        .query_typed_opt(
+            &format!("SELECT {COLUMNS} FROM uploads WHERE id = $1 AND user_id = $2"),
+            &[(&id, Type::UUID), (&user_id, Type::UUID)],
+        )
+        .await
+        .context("reading an upload")?;
+    Ok(row.as_ref().map(upload))
+}
+
+pub async fn mark_ready(db: &impl GenericClient, id: Uuid) -> anyhow::Result<Option<Upload>> {
+    let row = db
+        .query_typed_opt(
+            &format!("UPDATE uploads SET status = 'ready', completed_at = now() WHERE id = $1 RETURNING {COLUMNS}"),
+            &[(&id, Type::UUID)],
+        )
+        .await
+        .context("marking an upload ready")?;
+    Ok(row.as_ref().map(upload))
+}
+
+pub async fn delete(db: &impl GenericClient, id: Uuid) -> anyhow::Result<()> {
+    db.execute_typed("DELETE FROM uploads WHERE id = $1", &[(&id, Type::UUID)])
+        .await
+        .context("deleting an upload")?;
+    Ok(())
+}
+
+/// One page of the user's uploads, newest first.
+pub async fn list(
+    db: &impl GenericClient,
+    user_id: Uuid,
+    before: Option<crate::Position>,
+    limit: i64,
+) -> anyhow::Result<(Vec<Upload>, Option<crate::Position>)> {
+    let rows = db
+        .query_typed(
+            &format!(
+                "SELECT {COLUMNS} FROM uploads
+                 WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+                 ORDER BY created_at DESC, id DESC LIMIT $4"
+            ),
+            &[
+                (&user_id, Type::UUID),
+                (&before.map(|c| c.created_at), Type::TIMESTAMPTZ),
+                (&before.map(|c| c.id), Type::UUID),
+                (&(limit + 1), Type::INT8),
+            ],
+        )
+        .await
+        .context("listing uploads")?;
+    let mut items: Vec<Upload> = rows.iter().map(upload).collect();
+    let next = if items.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+        items.pop();
+        items.last().map(|u| crate::Position {
+            created_at: u.created_at,
+            id: u.id,
+        })
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
+/// Deletes every object under the user's prefix (account deletion). Errors propagate, so the
+/// caller can keep the account when its files could not be removed.
+pub async fn delete_user_objects(s3: &S3, bucket: &str, user_id: Uuid) -> anyhow::Result<usize> {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let prefix = format!("uploads/{user_id}/");
+    let mut deleted = 0;
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(&prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .context("listing the user's objects")?;
+        let ids: Vec<ObjectIdentifier> = page
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+            .collect();
+        if !ids.is_empty() {
+            deleted += ids.len();
+            let batch = Delete::builder()
+                .set_objects(Some(ids))
+                .quiet(true)
+                .build()
+                .context("building a delete")?;
+            s3.delete_objects()
+                .bucket(bucket)
+                .delete(batch)
+                .send()
+                .await
+                .context("deleting the user's objects")?;
+        }
+        match page.next_continuation_token() {
+            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(deleted)
+}
+
+/// Removes uploads that were never completed within `older_than`: their objects, then their
+/// rows. Run daily by the scheduled maintenance task.
+pub async fn clean_up_abandoned(
+    db: &impl GenericClient,
+    s3: &S3,
+    bucket: &str,
+    older_than: std::time::Duration,
+) -> anyhow::Result<usize> {
+    let cutoff =
+        Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::days(1));
+    let rows = db
+        .query_typed(
+            "SELECT id, object_key FROM uploads WHERE status = 'pending' AND created_at < $1",
+            &[(&cutoff, Type::TIMESTAMPTZ)],
+        )
+        .await
+        .context("finding abandoned uploads")?;
+    for row in &rows {
+        let key: String = row.get(1);
+        s3.delete_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .context("deleting an abandoned object")?;
+        db.execute_typed(
+            "DELETE FROM uploads WHERE id = $1 AND status = 'pending'",
+            &[(&row.get::<_, Uuid>(0), Type::UUID)],
+        )
+        .await
+        .context("deleting an abandoned upload")?;
+    }
+    Ok(rows.len())
+}

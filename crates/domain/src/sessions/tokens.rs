@@ -1,0 +1,168 @@
+//! Access tokens: HS256 JWTs with `iss aud sub exp iat nbf jti` and a `kid` header.
+//!
+//! The algorithm is pinned per key (HS256): a token whose header names any other algorithm
+//! (`none`, RS256, ES256, HS512, ...) is refused before its signature is looked at. Each key's
+//! `kid` is derived from its secret, so the previous secrets of a rotation keep verifying the
+//! tokens they signed. Validation requires `exp`, `iss`, `aud` and `sub`, allows 30 s of clock
+//! skew at most, and checks that the token is an access token.
+
+use std::{collections::HashMap, time::Duration};
+
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use platform::config::Config;
+
+pub const ALGORITHM: Algorithm = Algorithm::HS256;
+pub const LEEWAY_SECS: u64 = 30;
+const ACCESS: &str = "access";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: Uuid,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: Uuid,
+    /// The user's token generation when the token was issued; a newer one revokes it.
+    #[serde(rename = "gen")]
+    pub generation: i32,
+    /// Always "access": no other kind of token may stand in for one.
+    pub token_use: String,
+    /// The refresh token family (the session) this token was issued for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+}
+
+/// A freshly signed access token.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub token: String,
+    pub claims: Claims,
+}
+
+/// Why a token was refused. Every variant answers the same 401: the reason is for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("unknown key id")]
+    UnknownKey,
+    #[error("algorithm not allowed")]
+    WrongAlgorithm,
+    #[error("not an access token")]
+    WrongType,
+    #[error("invalid token: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+}
+
+pub struct TokenKeys {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: HashMap<String, DecodingKey>,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    lifetime: Duration,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key id that names the secret without revealing it.
+pub fn key_id(secret: &SecretString) -> String {
+    hex::encode(&Sha256::digest(secret.expose_secret().as_bytes())[..8])
+}
+
+impl TokenKeys {
+    pub fn from_config(config: &Config) -> Result<Self, platform::config::ConfigError> {
+        let secret = config.require_jwt_secret()?;
+        let kid = key_id(secret);
+        let mut decoding = HashMap::new();
+        for secret in &config.jwt_previous_secrets {
+            decoding.insert(
+                key_id(secret),
+                DecodingKey::from_secret(secret.expose_secret().as_bytes()),
+            );
+        }
+        decoding.insert(
+            kid.clone(),
+            DecodingKey::from_secret(secret.expose_secret().as_bytes()),
+        );
+
+        let mut validation = Validation::new(ALGORITHM);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "nbf"]);
+        validation.set_issuer(&[&config.jwt_issuer]);
+        validation.set_audience(&[&config.jwt_audience]);
+        validation.validate_nbf = true;
+        validation.validate_exp = true;
+        validation.leeway = LEEWAY_SECS;
+
+        Ok(Self {
+            kid,
+            encoding: EncodingKey::from_secret(secret.expose_secret().as_bytes()),
+            decoding,
+            validation,
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+            lifetime: config.jwt_expires_in,
+        })
+    }
+
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        generation: i32,
+        session: Option<Uuid>,
+    ) -> anyhow::Result<AccessToken> {
+        let now = chrono::Utc::now().timestamp();
+        let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user_id,
+            exp: now + lifetime,
+            iat: now,
+            nbf: now,
+            jti: Uuid::now_v7(),
+            generation,
+            token_use: ACCESS.into(),
+            sid: session,
+        };
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(self.kid.clone());
+        let token = encode(&header, &claims, &self.encoding)?;
+        Ok(AccessToken { token, claims })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = decode_header(token)?;
+        if header.alg != ALGORITHM {
+            return Err(TokenError::WrongAlgorithm);
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.decoding.get(kid))
+            .ok_or(TokenError::UnknownKey)?;
+        let data = decode::<Claims>(token, key, &self.validation)?;
+        if data.claims.token_use != ACCESS {
+            return Err(TokenError::WrongType);
+        }
+        Ok(data.claims)
+    }
+}

@@ -1,0 +1,224 @@
+//! The layers every response goes through, wherever the router runs (Lambda, local, tests).
+//!
+//! Outermost first: a sane request id (echoed or generated), the security headers, the access
+//! log span, CORS, the request scope (request id for error bodies, plain errors turned into
+//! problem+json), panics caught as 500, and the 1 MiB body limit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::{
+    Router,
+    extract::Request,
+    http::{HeaderName, HeaderValue, Method, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
+    trace::TraceLayer,
+};
+
+use crate::error::{ApiError, PROBLEM_JSON, REQUEST_ID, problem_for_status};
+use platform::{Platform, config::Config};
+
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// helmet 8's defaults, with a Content-Security-Policy fit for a JSON API.
+const SECURITY_HEADERS: [(&str, &str); 12] = [
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "SAMEORIGIN"),
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    ("origin-agent-cluster", "?1"),
+    ("x-dns-prefetch-control", "off"),
+    ("x-download-options", "noopen"),
+    ("x-permitted-cross-domain-policies", "none"),
+    ("x-xss-protection", "0"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+];
+
+/// Wraps a route group (or several merged) into the servable app: the 404 fallback and every
+/// layer of "Behaviour on every response". Route groups carry no fallback of their own, so
+/// that they can be merged.
+pub fn app(routes: Router, state: &Platform) -> Router {
+    let config = &state.config;
+    let mut router = routes
+        .fallback(|| async { ApiError::NotFound })
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                ApiError::Unexpected(anyhow::anyhow!("the handler panicked")).into_response()
+            },
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::rate_limit::limit,
+        ))
+        .layer(middleware::from_fn(request_scope))
+        .layer(cors(config))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(log_response)
+                .on_failure(()),
+        );
+    for (name, value) in SECURITY_HEADERS {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+    }
+    router
+        // Every answer is per-user or live state: nothing may be cached on the way.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, RequestIds))
+        .layer(middleware::map_request(drop_insane_request_id))
+}
+
+fn cors(config: &Config) -> CorsLayer {
+    let origins: Vec<HeaderValue> = config
+        .allowed_origins
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, X_REQUEST_ID])
+        .expose_headers([
+            X_REQUEST_ID,
+            header::RETRY_AFTER,
+            HeaderName::from_static("ratelimit"),
+            HeaderName::from_static("ratelimit-policy"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// A client-sent id is echoed only when it is sane; otherwise it is replaced.
+fn is_sane_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    (1..=128).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+async fn drop_insane_request_id(mut req: Request) -> Request {
+    if req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .is_some_and(|v| !is_sane_request_id(v))
+    {
+        req.headers_mut().remove(&X_REQUEST_ID);
+    }
+    req
+}
+
+/// On Lambda the request id is the invocation's own, so logs, X-Ray and the client agree;
+/// elsewhere a random UUID.
+#[derive(Clone, Copy)]
+struct RequestIds;
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, req: &http::Request<B>) -> Option<RequestId> {
+        use lambda_http::RequestExt;
+        let id = req
+            .lambda_context_ref()
+            .map(|ctx| ctx.request_id.clone())
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+static COLD_START: AtomicBool = AtomicBool::new(true);
+
+fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let trace_id = req
+        .headers()
+        .get("x-amzn-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| std::env::var("_X_AMZN_TRACE_ID").ok());
+    tracing::info_span!(
+        "request",
+        request_id,
+        trace_id,
+        cold_start = COLD_START.swap(false, Ordering::Relaxed),
+        method = %req.method(),
+        // The path only: a query string may carry something secret.
+        path = req.uri().path(),
+    )
+}
+
+fn log_response<B>(res: &http::Response<B>, latency: std::time::Duration, _span: &tracing::Span) {
+    tracing::info!(
+        status = res.status().as_u16(),
+        duration_ms = latency.as_secs_f64() * 1000.0,
+        "request completed"
+    );
+}
+
+/// Makes the request id available to error bodies, and turns any plain error response (axum's
+/// 405, the body limit's 413, ...) into problem+json, keeping its headers (`Allow`).
+async fn request_scope(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    REQUEST_ID
+        .scope(id, async move {
+            let res = next.run(req).await;
+            // Our own errors and JSON answers (a degraded /health) are already shaped; only bodies
+            // without a type or with plain text come from a library's default.
+            let is_plain = res
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+            if res.status().as_u16() < 400 || !is_plain {
+                return res;
+            }
+            let (mut parts, _) = res.into_parts();
+            let problem = problem_for_status(parts.status);
+            let (problem_parts, body) = problem.into_parts();
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts
+                .headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+            drop(problem_parts);
+            Response::from_parts(parts, body)
+        })
+        .await
+}

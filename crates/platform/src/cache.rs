@@ -1,0 +1,153 @@
+//! Redis through one `ConnectionManager` per process: multiplexed, reconnecting by itself, with
+//! connect and response timeouts so that a dead Redis costs a request milliseconds, not seconds.
+//!
+//! The manager is created lazily, so a cold start never waits for (or fails on) Redis: callers
+//! decide what a Redis error means (the limiter lets requests through, the cache falls back to
+//! Postgres). `rediss://` URLs use TLS (ElastiCache in-transit encryption). Every key goes
+//! through [`Cache::key`], which prefixes it, so several apps or tests can share one Redis.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Clone)]
+pub struct Cache {
+    conn: Arc<std::sync::RwLock<ConnectionManager>>,
+    client: redis::Client,
+    prefix: Arc<str>,
+    /// Until when (ms since the epoch) calls skip Redis after one timed out or lost its
+    /// connection: see [`Cache::run`].
+    paused_until: Arc<AtomicU64>,
+}
+
+/// How long calls skip Redis after a call timed out or failed to connect.
+pub const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    pub fn new(url: &SecretString, prefix: &str) -> anyhow::Result<Self> {
+        // The URL may carry a password: the error says which variable, never the value.
+        let client = redis::Client::open(url.expose_secret())
+            .context("REDIS_URL is not a valid Redis URL")?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
+            .context("creating the Redis client")?;
+        Ok(Self {
+            conn: Arc::new(std::sync::RwLock::new(conn)),
+            client,
+            prefix: prefix.into(),
+            paused_until: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The full key for `name`, with this app's prefix.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// A handle to the shared multiplexed connection; cheap to clone. Private: every call goes
+    /// through [`Cache::run`] or [`Cache::run_always`], so none can miss the failover handling.
+    fn conn(&self) -> ConnectionManager {
+        self.conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Passes a result through, reconnecting when Redis answered READONLY: after a failover the
+    /// old primary refuses writes, and a new connection (a fresh DNS lookup of the primary
+    /// endpoint) reaches the new one. I/O errors need nothing: the manager reconnects by itself.
+    fn check<T>(&self, result: redis::RedisResult<T>) -> redis::RedisResult<T> {
+        if let Err(err) = &result
+            && err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        {
+            match ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config()) {
+                Ok(fresh) => {
+                    tracing::warn!("redis answered READONLY: reconnecting");
+                    *self
+                        .conn
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                }
+                Err(e) => tracing::error!(error = %e, "redis reconnect failed"),
+            }
+        }
+        result
+    }
+
+    /// Runs one Redis call with the failover handling of [`Cache::check`], and a short circuit:
+    /// after a call times out or cannot connect, calls skip Redis for [`PAUSE_AFTER_FAILURE`]
+    /// and fail at once. A hung Redis (it accepts connections and never answers) then costs a
+    /// request one timeout instead of one per call. Skipping is never more permissive than
+    /// Redis being down: every caller already falls back to Postgres or lets the request
+    /// through, as it does on any Redis error. (No well-kept crate wraps redis-rs calls in a
+    /// breaker this small, hence the hand-written one.)
+    pub async fn run<T, F, Fut>(&self, call: F) -> redis::RedisResult<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        if now_millis() < self.paused_until.load(Ordering::Relaxed) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "redis skipped after a recent failure",
+            )
+            .into());
+        }
+        self.run_always(call).await
+    }
+
+    /// Like [`Cache::run`], but tried even during a pause: for writes that make a session
+    /// unusable and deletions of cached state, which must not be skipped while Redis may be back.
+    pub async fn run_always<T, F, Fut>(&self, call: F) -> redis::RedisResult<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let result = self.check(call(self.conn()).await);
+        if let Err(err) = &result
+            && (err.is_timeout() || err.is_connection_refusal() || err.is_connection_dropped())
+        {
+            let until = now_millis() + PAUSE_AFTER_FAILURE.as_millis() as u64;
+            self.paused_until.store(until, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Always asks Redis (health checks must see its real state); an answer ends any pause.
+    pub async fn ping(&self) -> redis::RedisResult<()> {
+        let result = redis::cmd("PING").query_async::<()>(&mut self.conn()).await;
+        if result.is_ok() {
+            self.paused_until.store(0, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(100))
+}

@@ -1,0 +1,401 @@
+//! Pooled Postgres: one deadpool pool per process, built in `main` and never per request.
+//!
+//! - Sized by `DB_POOL_MAX` (2 on Lambda, where an instance serves one request at a time).
+//! - Wait, create and recycle timeouts, so no request hangs on a dead database.
+//! - Verified recycling: a connection can die while the Lambda instance is frozen, so each one is
+//!   checked with a round trip before it is handed out again.
+//! - A server-side statement timeout, set as a startup option.
+//! - TLS through rustls with certificate and host name verification when the URL asks for
+//!   `sslmode=require`, `verify-ca` or `verify-full` (RDS): the public web roots plus the PEM bundle
+//!   in `DATABASE_CA_CERT` (the RDS CA bundle) or the URL's `sslrootcert`.
+//! - Queries go through `query_typed`/`execute_typed`, which use unnamed statements, so that RDS
+//!   Proxy can multiplex connections without pinning them.
+
+use std::{fs::File, io::BufReader, str::FromStr, sync::Arc, time::Duration};
+
+use anyhow::{Context, bail};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::{NoTls, config::SslMode};
+
+pub use deadpool_postgres::{Object as Connection, PoolError};
+
+/// What the pool needs besides the URL.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_size: usize,
+    pub statement_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub wait_timeout: Duration,
+    pub ca_cert: Option<String>,
+}
+
+impl PoolSettings {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            max_size: config.db_pool_max,
+            statement_timeout: config.db_statement_timeout,
+            connect_timeout: Duration::from_secs(3),
+            wait_timeout: Duration::from_secs(2),
+            ca_cert: config.database_ca_cert.clone(),
+        }
+    }
+}
+
+/// Builds a pool. No connection is opened here: the first query opens one, so a cold start
+/// never blocks on the database and `/health` can report it as down.
+pub fn pool(url: &SecretString, settings: &PoolSettings) -> anyhow::Result<Pool> {
+    pool_for(url, settings, None)
+}
+
+/// Like [`pool`], but connecting to `dbname` instead of the URL's database.
+pub fn pool_for(
+    url: &SecretString,
+    settings: &PoolSettings,
+    dbname: Option<&str>,
+) -> anyhow::Result<Pool> {
+    let target = ConnectTarget::parse(url.expose_secret())?;
+    let mut pg = target.config;
+    if let Some(dbname) = dbname {
+        pg.dbname(dbname);
+    }
+    pg.connect_timeout(settings.connect_timeout)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .options(format!(
+            "-c statement_timeout={}",
+            settings.statement_timeout.as_millis()
+        ));
+    if pg.get_application_name().is_none() {
+        pg.application_name("backend");
+    }
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Verified,
+    };
+    let manager = if target.tls {
+        pg.ssl_mode(SslMode::Require);
+        let ca = settings.ca_cert.as_deref().or(target.root_cert.as_deref());
+        Manager::from_config(pg, tls_connector(ca)?, manager_config)
+    } else {
+        pg.ssl_mode(SslMode::Disable);
+        Manager::from_config(pg, NoTls, manager_config)
+    };
+    Pool::builder(manager)
+        .max_size(settings.max_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(settings.wait_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(Duration::from_secs(1)))
+        .build()
+        .context("building the Postgres pool")
+}
+
+/// A connection URL split into what tokio-postgres understands and the libpq TLS options it
+/// does not (`verify-full`, `sslrootcert`). Hand-written because tokio-postgres rejects those.
+struct ConnectTarget {
+    config: tokio_postgres::Config,
+    tls: bool,
+    root_cert: Option<String>,
+}
+
+impl ConnectTarget {
+    fn parse(url: &str) -> anyhow::Result<Self> {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut kept = Vec::new();
+        let mut tls = false;
+        let mut root_cert = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("sslmode", mode)) => {
+                    tls = match mode {
+                        "require" | "verify-ca" | "verify-full" => true,
+                        "disable" | "allow" | "prefer" => false,
+                        // The URL may hold a password: never echo it.
+                        _ => bail!("DATABASE_URL has an unknown sslmode"),
+                    }
+                }
+                Some(("sslrootcert", path)) => root_cert = Some(path.to_owned()),
+                _ => kept.push(pair),
+            }
+        }
+        let cleaned = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        // tokio-postgres's parse errors do not repeat the URL, so the password stays out of logs.
+        let config = tokio_postgres::Config::from_str(&cleaned)
+            .context("DATABASE_URL is not a valid Postgres URL")?;
+        Ok(Self {
+            config,
+            tls,
+            root_cert,
+        })
+    }
+}
+
+fn tls_connector(
+    ca_path: Option<&str>,
+) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_path {
+        let file =
+            File::open(path).with_context(|| format!("opening the database CA bundle {path}"))?;
+        for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
+            roots
+                .add(cert.with_context(|| format!("reading the database CA bundle {path}"))?)
+                .context("adding a database CA certificate")?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("choosing TLS versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// Whether a Postgres error means the database is unavailable (503) rather than a bug (500).
+pub fn is_unavailable(err: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        Some(code) => {
+            [
+                SqlState::QUERY_CANCELED,
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+                SqlState::INVALID_PASSWORD,
+                SqlState::READ_ONLY_SQL_TRANSACTION,
+            ]
+            .contains(code)
+                || code.code().starts_with("08")
+        }
+        // No SQLSTATE: an I/O error or a timeout talking to the server.
+        None => true,
+    }
+}
+
+/// The database name in a connection URL.
+pub fn database_name(url: &SecretString) -> anyhow::Result<String> {
+    let target = ConnectTarget::parse(url.expose_secret())?;
+    Ok(target.config.get_dbname().unwrap_or("postgres").to_owned())
+}
+
+/// Creates the URL's database when it does not exist (development and tests). Returns whether
+/// it was created.
+pub async fn ensure_database(url: &SecretString, settings: &PoolSettings) -> anyhow::Result<bool> {
+    let name = database_name(url)?;
+    let admin = pool_for(
+        url,
+        &PoolSettings {
+            max_size: 1,
+            ..settings.clone()
+        },
+        Some("postgres"),
+    )?;
+    let conn = admin
+        .get()
+        .await
+        .context("connecting to the postgres maintenance database")?;
+    let exists = conn
+        .query_typed_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[(&name, tokio_postgres::types::Type::TEXT)],
+        )
+        .await?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    match conn
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+        .await
+    {
+        Ok(()) => Ok(true),
+        // Someone else created it in the meantime.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
+            Ok(false)
+        }
+        Err(e) => Err(e).context("creating the database"),
+    }
+}
+
+/// Quotes an SQL identifier (a database name cannot be a bind parameter).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Opens one connection outside any pool, for tools (migrations, tests) that need a session of
+/// their own. The connection task runs in the background until the client is dropped.
+pub async fn connect_once(
+    url: &SecretString,
+    settings: &PoolSettings,
+) -> anyhow::Result<Connection> {
+    let pool = pool(
+        url,
+        &PoolSettings {
+            max_size: 1,
+            ..settings.clone()
+        },
+    )?;
+    pool.get().await.context("connecting to Postgres")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libpq_tls_modes_are_understood() {
+        let t = ConnectTarget::parse(
+            "postgres://u:p@db.example.com:5432/app?sslmode=verify-full&sslrootcert=/ca.pem",
+        )
+        .expect("valid");
+        assert!(t.tls);
+        assert_eq!(t.root_cert.as_deref(), Some("/ca.pem"));
+        assert_eq!(t.config.get_dbname(), Some("app"));
+        assert!(
+            !ConnectTarget::parse("postgres://u@h/app")
+                .expect("valid")
+                .tls
+        );
+        assert!(
+            ConnectTarget::parse("postgres://u@h/app?sslmode=require")
+                .expect("valid")
+                .tls
+        );
+    }
+
+    #[test]
+    fn a_bad_url_error_does_not_leak_the_password() {
+        let err = ConnectTarget::parse("postgres://u:hunter2@h/app?sslmode=bogus")
+            .err()
+            .expect("invalid");
+        assert!(!format!("{err:#}").contains("hunter2"));
+    }
+}
+
+/// Where fresh credentials come from when Postgres rejects the cached password: re-reads the
+/// secret and answers the new connection URL.
+pub type CredentialRefresh = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<SecretString>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The pool behind a handle that can rebuild it with new credentials. A password rotation
+/// (SQLSTATE 28P01 on connect) re-reads the secret and swaps the pool once, without a restart.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<DbInner>,
+}
+
+struct DbInner {
+    pool: std::sync::RwLock<Pool>,
+    settings: PoolSettings,
+    refresh: Option<CredentialRefresh>,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Db {
+    pub fn new(
+        url: &SecretString,
+        settings: &PoolSettings,
+        refresh: Option<CredentialRefresh>,
+    ) -> anyhow::Result<Self> {
+        let pool = pool(url, settings)?;
+        Ok(Self {
+            inner: Arc::new(DbInner {
+                pool: std::sync::RwLock::new(pool),
+                settings: settings.clone(),
+                refresh,
+                refreshing: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The current pool (cheap: a pool is a reference-counted handle).
+    pub fn pool(&self) -> Pool {
+        self.inner
+            .pool
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A connection from the pool, waiting at most the pool's wait timeout.
+    pub async fn get(&self) -> Result<Connection, PoolError> {
+        let before = self.pool();
+        match before.get().await {
+            Err(PoolError::Backend(err))
+                if is_password_rejected(&err) && self.inner.refresh.is_some() =>
+            {
+                self.rebuild_after(&before).await;
+                self.pool().get().await
+            }
+            other => other,
+        }
+    }
+
+    /// Re-reads the credentials once for everyone who saw `stale` fail; later callers find the
+    /// pool already swapped and simply retry.
+    async fn rebuild_after(&self, stale: &Pool) {
+        let _guard = self.inner.refreshing.lock().await;
+        let current = self.pool();
+        if !std::ptr::eq(current.manager(), stale.manager()) {
+            return;
+        }
+        let Some(refresh) = &self.inner.refresh else {
+            return;
+        };
+        match refresh()
+            .await
+            .and_then(|url| pool(&url, &self.inner.settings))
+        {
+            Ok(fresh) => {
+                tracing::warn!(
+                    "Postgres rejected the password: credentials re-read and the pool rebuilt"
+                );
+                *self
+                    .inner
+                    .pool
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                current.close();
+            }
+            Err(err) => tracing::error!(
+                error = format!("{err:#}"),
+                "re-reading the database credentials failed"
+            ),
+        }
+    }
+
+    /// Closes the pool at shutdown and returns how many connections it held. Idle ones are
+    /// dropped at once; one still in use closes when it is handed back.
+    pub fn close(&self) -> usize {
+        let pool = self.pool();
+        let held = pool.status().size;
+        pool.close();
+        held
+    }
+}
+
+fn is_password_rejected(err: &tokio_postgres::Error) -> bool {
+    err.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD)
+}
+
+#[cfg(test)]
+mod ca_bundle_tests {
+    #[test]
+    fn the_rds_ca_bundle_in_the_repository_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/rds-ca.pem");
+        super::tls_connector(Some(path)).expect("the RDS CA bundle parses");
+    }
+}

@@ -1,0 +1,35 @@
+//! What the users routes reach: the platform, the token keys, and S3 (deleting an account
+//! deletes its files).
+
+use std::{ops::Deref, sync::Arc};
+
+use axum::extract::FromRef;
+use domain::sessions::TokenKeys;
+use platform::Platform;
+use platform::storage::{self, S3};
+
+#[derive(Clone, FromRef)]
+pub struct UsersState {
+    pub platform: Platform,
+    pub tokens: Arc<TokenKeys>,
+    pub s3: S3,
+}
+
+impl UsersState {
+    pub async fn new(platform: Platform) -> anyhow::Result<Self> {
+        Ok(Self {
+            tokens: Arc::new(TokenKeys::from_config(&platform.config)?),
+            s3: storage::s3_client(&platform.config).await,
+            platform,
+        })
+    }
+}
+
+/// Handlers read the platform's pools and settings straight off the group's state.
+impl Deref for UsersState {
+    type Target = Platform;
+
+    fn deref(&self) -> &Platform {
+        &self.platform
+    }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Fails when a function links what it must not, or when a crate depends on one above it.
+# `cargo tree -p NAME` resolves features for that package alone, as its own build does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The library crates, lowest first: each may depend only on crates before it.
+LAYERS=(platform http-kit migrator migrations domain api pgbackup)
+FUNCTIONS=(health auth users uploads migrate backup)
+# What each function must never link.
+declare -A FORBIDDEN=(
+  [health]="argon2 zxcvbn jsonwebtoken aws-sdk-s3 domain api pgbackup flate2"
+  [auth]="aws-sdk-s3 pgbackup flate2"
+  [users]="pgbackup flate2"
+  [uploads]="pgbackup flate2"
+  [migrate]="argon2 zxcvbn jsonwebtoken aws-sdk-s3 domain api pgbackup axum"
+  [backup]="argon2 zxcvbn jsonwebtoken api axum"
+)
+
+failed=0
+deps_of() { # the workspace and registry packages NAME links, one per line
+  cargo tree -p "$1" -e normal --prefix none --offline 2>/dev/null | awk '{print $1}' | sort -u
+}
+
+for fn in "${FUNCTIONS[@]}"; do
+  linked=$(deps_of "$fn")
+  for bad in ${FORBIDDEN[$fn]} "${FUNCTIONS[@]}"; do
+    [ "$bad" = "$fn" ] && continue
+    if grep -qx -- "$bad" <<<"$linked"; then
+      echo "check-deps: $fn links $bad" >&2
+      failed=1
+    fi
+  done
+done
+
+for i in "${!LAYERS[@]}"; do
+  crate=${LAYERS[$i]}
+  direct=$(cargo tree -p "$crate" -e normal --depth 1 --prefix none --offline 2>/dev/null | tail -n +2 | awk '{print $1}')
+  for above in "${LAYERS[@]:$((i + 1))}" "${FUNCTIONS[@]}" local; do
+    if grep -qx -- "$above" <<<"$direct"; then
+      echo "check-deps: $crate depends on $above, which is above it" >&2
+      failed=1
+    fi
+  done
+done
+
+if [ "$failed" = 0 ]; then echo "check-deps: every function links only what it may"; fi
+exit "$failed"
