@@ -6,7 +6,7 @@ use std::{
 };
 
 use axum::{Router, body::Body, routing::post};
-use http::{Method, header};
+use http::{HeaderMap, Method, header};
 use http_kit::ApiError;
 use serde_json::Value;
 
@@ -38,15 +38,30 @@ impl Capture {
     }
 }
 
-async fn leaky_handler() -> ApiError {
+/// Logs what a careless handler would: a secret field, a JSON body, the request's headers, and
+/// an error whose cause chain quotes a header.
+async fn leaky_handler(headers: HeaderMap) -> ApiError {
     tracing::info!(
         password = "hunter2-pass-secret",
-        body = r#"{"user":{"email":"ana@example.com","refresh_token":"tok-nested-secret"}}"#,
+        body = r#"{"user":{"email":"ana@example.com","refresh_token":"tok-nested-secret"},"client_secret":{"value":"object-nested-secret"}}"#,
         "login attempt"
     );
-    ApiError::Unexpected(anyhow::anyhow!(
-        "upstream refused the call: header authorization: Bearer eyJhbGciOiJIUzI1NiJ9.header-secret.sig"
-    ))
+    // The client's Authorization and Cookie headers, as `{"authorization": "Bearer ...", ...}`.
+    tracing::info!(headers = ?headers, "request headers");
+    let cookie = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    // Logged as `{outer}: {root cause}`; a header's value in free text is redacted up to the end
+    // of its clause (a comma here, the end of the line for the root cause).
+    ApiError::Unexpected(
+        anyhow::anyhow!(
+            "upstream refused the call: header authorization: Bearer eyJhbGciOiJIUzI1NiJ9.header-secret.sig"
+        )
+        .context(format!(
+            "looking up the session of cookie: {cookie}, from the store"
+        )),
+    )
 }
 
 #[tokio::test]
@@ -63,25 +78,31 @@ async fn secrets_are_redacted_in_fields_nested_json_and_error_messages() {
     let router = http_kit::app(routes, &app.state);
     let req = request(Method::POST, "/probe/leak")
         .header(header::AUTHORIZATION, "Bearer header-token-secret")
-        .header(header::COOKIE, "refresh_token=cookie-secret")
+        .header(header::COOKIE, "theme=dark; refresh_token=cookie-secret")
         .body(Body::empty())
         .expect("req");
     let res = send_to(&router, req).await;
     assert_eq!(res.status, 500);
 
     let text = capture.text();
-    for secret in [
+    // Each secret is in a line that is written (checked below): the `password` field, the JSON
+    // body (a sensitive key holding a string, and one holding an object), the headers field
+    // (Authorization and Cookie) and the error's cause chain (a Bearer token, a cookie).
+    let leaked: Vec<&str> = [
         "hunter2-pass-secret",
         "tok-nested-secret",
+        "object-nested-secret",
         "header-secret",
         "header-token-secret",
         "cookie-secret",
-    ] {
-        assert!(
-            !text.contains(secret),
-            "{secret} leaked into the logs:\n{text}"
-        );
-    }
+    ]
+    .into_iter()
+    .filter(|secret| text.contains(secret))
+    .collect();
+    assert!(
+        leaked.is_empty(),
+        "{leaked:?} leaked into the logs:\n{text}"
+    );
     assert!(text.contains("[REDACTED]"), "{text}");
     assert!(
         text.contains("ana@example.com"),
@@ -109,11 +130,30 @@ async fn secrets_are_redacted_in_fields_nested_json_and_error_messages() {
     }
     assert_eq!(attempt["request_id"], request_id);
     assert_eq!(attempt["password"], "[REDACTED]");
+    let body = attempt["body"].as_str().expect("the body field");
+    assert!(
+        body.contains("refresh_token") && body.contains("ana@example.com"),
+        "{attempt}"
+    );
+    let headers = lines
+        .iter()
+        .find(|l| l["message"] == "request headers")
+        .expect("the headers line");
+    let logged = headers["headers"].as_str().expect("the headers field");
+    assert!(
+        logged.contains("authorization") && logged.contains("cookie"),
+        "both headers are in the line: {headers}"
+    );
     let failure = lines
         .iter()
         .find(|l| l["message"] == "request failed")
         .expect("the error line");
     assert_eq!(failure["level"], "ERROR");
+    let error = failure["error"].as_str().expect("the error field");
+    assert!(
+        error.contains("looking up the session") && error.contains("upstream refused the call"),
+        "the whole cause chain is logged: {failure}"
+    );
     assert_eq!(
         failure["request_id"], request_id,
         "the cause is logged under the body's request id"

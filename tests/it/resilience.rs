@@ -9,7 +9,9 @@ use http_kit::ApiError;
 use platform::Platform as AppState;
 
 use crate::support::{
-    Settings, TestApp, request, send_to,
+    Settings, TestApp,
+    proxy::HoldingProxy,
+    request, send_to,
     throwaway::{PgOptions, TestCa, ThrowawayPostgres, ThrowawayRedis},
 };
 
@@ -92,6 +94,16 @@ async fn a_postgres_restart_degrades_health_and_recovers_without_a_restart() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["checks"]["database"], "error");
     assert!(took < Duration::from_secs(2), "no request hangs: {took:?}");
+    // An API route that needs the database says so, within the pool's timeouts (this server
+    // holds no schema: the route fails before its first query).
+    let started = Instant::now();
+    let res = app
+        .login("restart@example.com", "violet-canyon-drifts-47")
+        .await;
+    let took = started.elapsed();
+    assert_eq!(res.status, 503, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.problem().code, "service_unavailable");
+    assert!(took < Duration::from_secs(4), "no request hangs: {took:?}");
 
     pg.start_again();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -106,30 +118,127 @@ async fn a_postgres_restart_degrades_health_and_recovers_without_a_restart() {
     }
 }
 
+/// How many server processes serve connections to `dbname`, besides the admin's own.
+async fn backends_of(admin: &tokio_postgres::Client, dbname: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&dbname],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .get(0)
+}
+
 #[tokio::test]
 async fn killed_connections_are_replaced_before_the_next_request() {
-    let app = TestApp::spawn().await;
+    const POOL: usize = 4;
+    // The app reaches its database through a proxy that can hide a kill from it: the pool cannot
+    // have noticed the kill by itself, only by checking a connection before handing it out.
+    let db = crate::support::TestDatabase::create().await;
+    let proxy = HoldingProxy::start(&db.url).await;
+    let app = TestApp::spawn_with(
+        Settings::default()
+            .set("DATABASE_URL", &proxy.url_for(&db.url))
+            .set("DB_POOL_MAX", &POOL.to_string()),
+    )
+    .await;
     let session = app.register("killed@example.com").await;
-    // Fill the pool with connections, then kill all of them behind its back.
-    for _ in 0..3 {
-        assert_eq!(
-            app.login(&session.email, &session.password).await.status,
-            200
-        );
-    }
+    // Fill the pool: all its connections open at once, then back in the pool, idle.
+    let held = futures_util::future::join_all((0..POOL).map(|_| app.state.db.get())).await;
+    drop(
+        held.into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .expect("connections"),
+    );
     let admin = crate::support::database::admin_connection().await;
+    assert_eq!(backends_of(&admin, &db.name).await, POOL as i64);
+
+    // Kill every one of them behind the pool's back.
+    proxy.hold_back_goodbyes();
     let killed: i64 = admin
         .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            &[&app.db.name],
+            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db.name],
         )
         .await
         .expect("terminate")
         .get(0);
-    assert!(killed > 0, "there were pooled connections to kill");
+    assert_eq!(killed, POOL as i64, "every pooled connection was killed");
+    assert_eq!(backends_of(&admin, &db.name).await, 0, "they are gone");
+
+    // The very next request is served (no retry): the pool checked what it handed out.
     let res = app.login(&session.email, &session.password).await;
-    assert_eq!(res.status, 200, "the next request succeeds");
+    assert_eq!(
+        res.status,
+        200,
+        "the first request after the kill: {}",
+        String::from_utf8_lossy(&res.body)
+    );
+    // And so are requests that need several connections at once.
+    let logins = futures_util::future::join_all(
+        (0..POOL).map(|_| app.login(&session.email, &session.password)),
+    )
+    .await;
+    let statuses: Vec<u16> = logins.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(
+        statuses,
+        vec![200; POOL],
+        "concurrent requests after the kill"
+    );
     assert_eq!(health(&app).await.0, 200);
+}
+
+#[tokio::test]
+async fn frozen_connections_cost_one_recycle_timeout_each_and_are_replaced() {
+    const POOL: usize = 2;
+    const RECYCLE_TIMEOUT: Duration = Duration::from_secs(1);
+    // A frozen server (or a black-holed route) never answers and never closes: only the pool's
+    // check, bounded by its recycle timeout, tells such a connection from a live one.
+    let db = crate::support::TestDatabase::create().await;
+    let proxy = HoldingProxy::start(&db.url).await;
+    let app = TestApp::spawn_with(
+        Settings::default()
+            .set("DATABASE_URL", &proxy.url_for(&db.url))
+            .set("DB_POOL_MAX", &POOL.to_string()),
+    )
+    .await;
+    let session = app.register("frozen@example.com").await;
+    let held = futures_util::future::join_all((0..POOL).map(|_| app.state.db.get())).await;
+    drop(
+        held.into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .expect("connections"),
+    );
+    proxy.freeze();
+
+    let started = Instant::now();
+    let res = tokio::time::timeout(
+        Duration::from_secs(15),
+        app.login(&session.email, &session.password),
+    )
+    .await
+    .expect("the first request after the freeze hung: a frozen connection was handed out, or checked without a time limit");
+    let took = started.elapsed();
+    assert_eq!(
+        res.status,
+        200,
+        "the first request after the freeze: {}",
+        String::from_utf8_lossy(&res.body)
+    );
+    // Each frozen connection costs one recycle timeout, then a new connection is opened.
+    let bound = RECYCLE_TIMEOUT * u32::try_from(POOL).expect("small") + Duration::from_secs(3);
+    assert!(took < bound, "{took:?} (bound {bound:?})");
+    let logins = futures_util::future::join_all(
+        (0..POOL).map(|_| app.login(&session.email, &session.password)),
+    )
+    .await;
+    let statuses: Vec<u16> = logins.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(
+        statuses,
+        vec![200; POOL],
+        "concurrent requests after the freeze"
+    );
 }
 
 #[tokio::test]

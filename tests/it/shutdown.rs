@@ -69,6 +69,11 @@ async fn a_function_closes_its_database_connections_and_flushes_its_logs_on_sigt
         backends_of(&db).await >= 1,
         "the /health check left a pooled connection open"
     );
+    assert_eq!(
+        api.extensions_registered(),
+        1,
+        "the function registered the extension that makes Lambda send SIGTERM"
+    );
 
     sigterm(&function);
     let status = tokio::time::timeout(Duration::from_secs(10), function.wait())

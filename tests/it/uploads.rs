@@ -274,6 +274,10 @@ async fn deleting_twice_is_fine_and_removes_the_object() {
     assert_eq!(put(&created, b"bye!", None).await, 200);
     let id = created["id"].as_str().expect("id");
     assert_eq!(complete(&app, &ana, id).await.status, 200);
+    let key = format!("uploads/{}/{id}", ana.id);
+    head_object(&app, &key)
+        .await
+        .expect("the object is there before the delete");
     for _ in 0..2 {
         let res = app
             .json(
@@ -291,14 +295,31 @@ async fn deleting_twice_is_fine_and_removes_the_object() {
             .status,
         404
     );
-    let head = app
-        .s3
+    let err = head_object(&app, &key)
+        .await
+        .expect_err("the object is gone");
+    assert!(
+        err.is_not_found(),
+        "S3 answers 404 Not Found for the key, not another error: {err:?}"
+    );
+}
+
+/// HEAD of one key in the test's bucket; the error is S3's own answer (a network or
+/// credentials failure is an unhandled error, never `NotFound`).
+async fn head_object(
+    app: &TestApp,
+    key: &str,
+) -> Result<
+    aws_sdk_s3::operation::head_object::HeadObjectOutput,
+    aws_sdk_s3::operation::head_object::HeadObjectError,
+> {
+    app.s3
         .head_object()
         .bucket(&app.state.config.uploads_bucket)
-        .key(format!("uploads/{}/{id}", ana.id))
+        .key(key)
         .send()
-        .await;
-    assert!(head.is_err(), "the object is gone");
+        .await
+        .map_err(aws_sdk_s3::error::SdkError::into_service_error)
 }
 
 #[tokio::test]
@@ -414,15 +435,6 @@ async fn deleting_the_account_removes_its_objects() {
         let created = declare(&app, who, "keep.txt", "text/plain", 3).await.json();
         assert_eq!(put(&created, b"abc", None).await, 200);
     }
-    let res = app
-        .json(
-            Method::DELETE,
-            "/api/v1/users/me",
-            &json!({"current_password": STRONG_PASSWORD}),
-            Some(&ana.access_token),
-        )
-        .await;
-    assert_eq!(res.status, 204);
     let list = |prefix: String| {
         let s3 = app.s3.clone();
         let bucket = app.state.config.uploads_bucket.clone();
@@ -437,6 +449,20 @@ async fn deleting_the_account_removes_its_objects() {
                 .unwrap_or(0)
         }
     };
+    assert_eq!(
+        list(format!("uploads/{}/", ana.id)).await,
+        1,
+        "the listing sees Ana's file before the deletion"
+    );
+    let res = app
+        .json(
+            Method::DELETE,
+            "/api/v1/users/me",
+            &json!({"current_password": STRONG_PASSWORD}),
+            Some(&ana.access_token),
+        )
+        .await;
+    assert_eq!(res.status, 204);
     assert_eq!(list(format!("uploads/{}/", ana.id)).await, 0);
     assert_eq!(
         list(format!("uploads/{}/", ben.id)).await,

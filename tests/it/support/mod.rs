@@ -7,6 +7,7 @@
 
 pub mod database;
 pub mod moto;
+pub mod proxy;
 pub mod runtime_api;
 pub mod sigv4;
 pub mod throwaway;

@@ -36,6 +36,7 @@ struct Inner {
     outcomes: Mutex<Vec<(String, Outcome)>>,
     queued_signal: Notify,
     outcome_signal: Notify,
+    extensions_registered: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -45,6 +46,13 @@ pub struct RuntimeApi {
 }
 
 impl RuntimeApi {
+    /// How many extensions registered with the Extensions API so far.
+    pub fn extensions_registered(&self) -> usize {
+        self.inner
+            .extensions_registered
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub async fn start() -> Self {
         let inner = Arc::new(Inner::default());
         let router = Router::new()
@@ -181,7 +189,10 @@ async fn init_error(State(inner): State<Arc<Inner>>, body: Bytes) -> StatusCode 
 
 /// The Extensions API's registration, enough for `lambda_runtime`'s graceful-shutdown helper: on
 /// Lambda, only a function with a registered extension gets SIGTERM before it is stopped.
-async fn register_extension() -> Response {
+async fn register_extension(State(inner): State<Arc<Inner>>) -> Response {
+    inner
+        .extensions_registered
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let body = serde_json::json!({
         "functionName": "test",
         "functionVersion": "$LATEST",
