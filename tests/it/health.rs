@@ -90,18 +90,21 @@ async fn ready_answers_ready() {
 }
 
 #[tokio::test]
-async fn the_openapi_document_lists_every_route() {
+async fn the_served_openapi_document_is_the_generated_one() {
     let app = TestApp::spawn().await;
     let res = app.get("/api/v1/openapi.json").await;
     assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-type"), Some("application/json"));
     let doc = res.json();
-    assert!(
-        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
-        "{doc}"
+    assert_eq!(doc["openapi"], "3.1.0");
+    let generated = serde_json::to_value(local::openapi()).expect("JSON");
+    assert_eq!(
+        doc, generated,
+        "the served document is not the generated one"
     );
     for path in [
         "/health",
-        "/ready",
+        "/api/docs",
         "/api/v1/auth/login",
         "/api/v1/users/me",
         "/api/v1/uploads/{id}",
@@ -111,4 +114,53 @@ async fn the_openapi_document_lists_every_route() {
             "openapi.json lacks {path}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_api_reference_is_served_with_its_own_files_and_policy() {
+    let app = TestApp::spawn().await;
+    let page = app.get("/api/docs").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "{:?}",
+        page.header("content-type")
+    );
+    let html = page.text();
+    assert!(html.contains(r#"<base href="/api/docs/">"#), "{html}");
+    assert!(html.contains("swagger-ui-bundle.js"), "{html}");
+    let policy = page.header("content-security-policy").expect("a policy");
+    assert!(policy.contains("default-src 'self'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+
+    // Every file the page links to is served from here, and the page reads our document.
+    for file in [
+        "swagger-ui.css",
+        "index.css",
+        "swagger-ui-bundle.js",
+        "swagger-ui-standalone-preset.js",
+        "swagger-initializer.js",
+    ] {
+        assert!(html.contains(file), "the page does not link {file}");
+        let res = app.get(&format!("/api/docs/{file}")).await;
+        assert_eq!(res.status, 200, "{file}");
+        assert!(!res.body.is_empty(), "{file}");
+    }
+    let init = app.get("/api/docs/swagger-initializer.js").await.text();
+    assert!(init.contains("/api/v1/openapi.json"), "{init}");
+
+    let missing = app.get("/api/docs/no-such-file.js").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.header("content-type"),
+        Some("application/problem+json")
+    );
+
+    // The API itself keeps the policy that lets nothing load.
+    let api = app.get("/ready").await;
+    assert_eq!(
+        api.header("content-security-policy"),
+        Some("default-src 'none'; frame-ancestors 'none'")
+    );
 }

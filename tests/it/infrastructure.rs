@@ -1,6 +1,7 @@
 //! The deployable pieces agree with the code: every function crate has a SAM function and an
-//! alarm, and every route the routers serve is in the HTTP API, the cargo-lambda watch router
-//! and the OpenAPI document (and nothing else is).
+//! alarm; the routes each group declares (its router and its OpenAPI operations come from the
+//! same declaration) are exactly those of the HTTP API and of the cargo-lambda watch router;
+//! and the committed `docs/openapi.json` is exactly what the declarations generate.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -61,20 +62,21 @@ fn sam_functions(resources: &BTreeMap<String, Value>) -> BTreeMap<String, String
         .collect()
 }
 
-fn code_routes() -> BTreeMap<&'static str, &'static [(&'static str, &'static str)]> {
-    BTreeMap::from([
-        ("health", health::ROUTES),
-        ("auth", auth::ROUTES),
-        ("users", users::ROUTES),
-        ("uploads", uploads::ROUTES),
-    ])
-}
-
-fn as_set(routes: &[(&str, &str)]) -> BTreeSet<Route> {
-    routes
-        .iter()
-        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
-        .collect()
+/// Each group's declared routes, read off its part of the OpenAPI document.
+fn code_routes() -> BTreeMap<&'static str, BTreeSet<Route>> {
+    [
+        ("health", health::openapi_part()),
+        ("auth", auth::openapi_part()),
+        ("users", users::openapi_part()),
+        ("uploads", uploads::openapi_part()),
+    ]
+    .into_iter()
+    .map(|(name, doc)| {
+        let routes: BTreeSet<Route> = http_kit::openapi::routes(&doc).into_iter().collect();
+        assert!(!routes.is_empty(), "{name} declares no route");
+        (name, routes)
+    })
+    .collect()
 }
 
 /// Catch-alls let each function answer its own 404, 405 and CORS preflights; they are not
@@ -162,9 +164,8 @@ fn the_http_api_routes_match_the_routers_exactly() {
             .filter(|(m, p)| !is_catch_all(m, p))
             .collect();
         assert_eq!(
-            in_template,
-            as_set(routes),
-            "{name}: template.yaml vs the router"
+            in_template, routes,
+            "{name}: template.yaml vs the declared routes"
         );
     }
     let api = resources.get("HttpApi").expect("an HttpApi resource");
@@ -175,7 +176,7 @@ fn the_http_api_routes_match_the_routers_exactly() {
 }
 
 #[test]
-fn the_watch_router_and_openapi_list_every_route() {
+fn the_watch_router_lists_exactly_the_declared_routes() {
     let manifest: toml::Value = toml::from_str(&repo_file("Cargo.toml")).expect("Cargo.toml");
     let watch = &manifest["workspace"]["metadata"]["lambda"]["watch"]["router"];
     let mut watched = BTreeSet::new();
@@ -188,22 +189,98 @@ fn the_watch_router_and_openapi_list_every_route() {
             ));
         }
     }
-    let openapi: serde_json::Value =
-        serde_json::from_str(&repo_file("functions/health/openapi.json")).expect("openapi");
     let mut expected = BTreeSet::new();
     for (name, routes) in code_routes() {
-        for (method, path) in routes.iter() {
-            expected.insert(((*method).to_owned(), (*path).to_owned(), name.to_owned()));
-            assert!(
-                openapi["paths"][*path].get(method.to_lowercase()).is_some(),
-                "openapi.json lacks {method} {path}"
-            );
+        for (method, path) in routes {
+            expected.insert((method, path, name.to_owned()));
         }
     }
     assert_eq!(
         watched, expected,
-        "cargo lambda watch router vs the routers"
+        "cargo lambda watch router vs the declared routes"
     );
+}
+
+#[test]
+fn the_committed_openapi_document_is_the_generated_one() {
+    let committed = repo_file("docs/openapi.json");
+    let generated = local::openapi_json();
+    if committed != generated {
+        let first_difference = committed
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .map_or_else(
+                || "one is a prefix of the other".to_owned(),
+                |i| format!("line {}", i + 1),
+            );
+        panic!(
+            "docs/openapi.json differs from the route declarations ({first_difference}): \
+             run `cargo run -p local --bin openapi`"
+        );
+    }
+}
+
+#[test]
+fn the_document_names_every_route_of_every_group_and_nothing_else() {
+    let doc = local::openapi();
+    let in_doc: BTreeSet<Route> = http_kit::openapi::routes(&doc).into_iter().collect();
+    let declared: BTreeSet<Route> = code_routes().into_values().flatten().collect();
+    assert_eq!(in_doc, declared);
+}
+
+/// The statuses the shared layers and extractors answer are on every operation that can
+/// answer them, with a problem+json body.
+#[test]
+fn every_operation_documents_the_shared_error_statuses() {
+    let doc: serde_json::Value =
+        serde_json::to_value(local::openapi()).expect("the document is JSON");
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let responses = op["responses"].as_object().expect("responses");
+            let has = |status: &str| responses.contains_key(status);
+            let limited = !http_kit::rate_limit::EXEMPT.contains(&path.as_str());
+            let mut expected = Vec::new();
+            if limited {
+                expected.extend(["429", "500", "503"]);
+            }
+            if op.get("requestBody").is_some() {
+                expected.extend(["400", "413", "415", "422"]);
+            }
+            if path.contains('{') {
+                expected.push("404");
+            }
+            let bearer = op["security"]
+                .as_array()
+                .is_some_and(|reqs| reqs.iter().any(|r| r.get("bearerAuth").is_some()));
+            if bearer {
+                expected.push("401");
+            }
+            for status in expected {
+                assert!(has(status), "{method} {path} does not document {status}");
+            }
+            for (status, response) in responses {
+                // A degraded /health answers its own body, as the contract says.
+                let is_error = status.starts_with('4') || status.starts_with('5');
+                if !is_error || (path == "/health" && status == "503") {
+                    continue;
+                }
+                let resolved = match response["$ref"].as_str() {
+                    Some(r) => {
+                        &doc["components"]["responses"]
+                            [r.trim_start_matches("#/components/responses/")]
+                    }
+                    None => response,
+                };
+                assert!(
+                    resolved["content"]
+                        .get("application/problem+json")
+                        .is_some(),
+                    "{method} {path} {status} has no problem+json body"
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -229,8 +306,10 @@ async fn every_listed_route_is_served_by_its_router() {
     ];
     for (name, router) in routers {
         let router = http_kit::app(router, &app.state);
-        for (method, path) in code_routes()[name].iter() {
-            let path = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
+        for (method, path) in &code_routes()[name] {
+            let path = path
+                .replace("{id}", &uuid::Uuid::new_v4().to_string())
+                .replace("{file}", "swagger-ui.css");
             let req = request(
                 Method::from_bytes(method.as_bytes()).expect("method"),
                 &path,

@@ -12,16 +12,30 @@ use platform::storage::S3;
 /// Uploads still pending after this long were abandoned: the daily maintenance task removes them.
 pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Upload {
     pub id: Uuid,
     pub filename: String,
+    /// The MIME type the file was declared with (and must be PUT with).
     pub content_type: String,
+    /// Size in bytes.
+    #[schema(minimum = 1)]
     pub size: i64,
+    #[schema(value_type = UploadStatus)]
     pub status: String,
+    /// RFC 3339, UTC.
     pub created_at: DateTime<Utc>,
     #[serde(skip)]
     pub object_key: String,
+}
+
+/// `pending` until `complete` has found the object in S3, then `ready`.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum UploadStatus {
+    Pending,
+    Ready,
 }
 
 const COLUMNS: &str = "id, filename, content_type, size, status, created_at, object_key";

@@ -19,7 +19,7 @@ tokio::task_local! {
 }
 
 /// One invalid field of a request body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -34,16 +34,25 @@ impl FieldError {
     }
 }
 
-/// The problem+json body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An RFC 9457 problem detail. A 5xx body never carries internal detail; the log has the cause
+/// under the same `request_id`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
     pub kind: String,
+    #[schema(example = "Unprocessable Entity")]
     pub title: String,
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     pub detail: String,
+    /// A stable, machine-readable error code.
+    #[schema(example = "validation_failed")]
     pub code: String,
+    /// The same value as the `X-Request-Id` response header.
+    #[schema(required = true)]
     pub request_id: Option<String>,
+    /// Present on validation failures (422).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
 }

@@ -77,10 +77,17 @@ pub fn app(routes: Router, state: &Platform) -> Router {
                 .on_failure(()),
         );
     for (name, value) in SECURITY_HEADERS {
-        router = router.layer(SetResponseHeaderLayer::overriding(
+        let (name, value) = (
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
-        ));
+        );
+        // A page that must run its own scripts (the API reference) sets its own policy; every
+        // other header is the same on every answer.
+        router = if name == header::CONTENT_SECURITY_POLICY {
+            router.layer(SetResponseHeaderLayer::if_not_present(name, value))
+        } else {
+            router.layer(SetResponseHeaderLayer::overriding(name, value))
+        };
     }
     router
         // Every answer is per-user or live state: nothing may be cached on the way.

@@ -52,10 +52,24 @@ pub struct Pagination {
     pub cursor: Option<Cursor>,
 }
 
-#[derive(Deserialize)]
+/// The query parameters as the document declares them: `Pagination` reads the same names.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RawPagination {
+    /// Page size.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 20)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page; omit for the first page.
+    #[param(min_length = 1)]
     cursor: Option<String>,
+}
+
+impl utoipa::IntoParams for Pagination {
+    fn into_params(
+        parameter_in_provider: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        RawPagination::into_params(parameter_in_provider)
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Pagination {
@@ -83,10 +97,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
     }
 }
 
-/// One page of a list.
-#[derive(Debug, Serialize)]
+/// One page of a list, ordered stably; pass `next_cursor` back as `cursor` for the next page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Opaque; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

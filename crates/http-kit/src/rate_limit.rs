@@ -19,7 +19,7 @@ use crate::{ApiError, client_ip};
 use platform::{Platform, cache::Cache};
 
 /// Routes that are never counted: load balancers and monitors poll them.
-const EXEMPT: [&str; 2] = ["/health", "/ready"];
+pub const EXEMPT: [&str; 2] = ["/health", "/ready"];
 
 static HIT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(

@@ -11,7 +11,6 @@ use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::post,
 };
 use domain::{
     accounts::{self as users, Email, Password, password},
@@ -20,9 +19,11 @@ use domain::{
 use http_kit::{ApiError, FieldError, Json, OptionalJson, rate_limit};
 use platform::Platform;
 use serde::Deserialize;
+use utoipa::{ToSchema, openapi::OpenApi};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use session::REFRESH_COOKIE;
-use session::{clear_cookie, refresh_token_from};
+use session::{TokenResponse, clear_cookie, refresh_token_from};
 pub use state::AuthState;
 
 /// Failed logins allowed per account per window, whatever the client IP.
@@ -31,15 +32,28 @@ pub const LOGIN_FAILURES_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Longer inputs cannot be a valid password: refuse them before paying for a hash.
 const LOGIN_PASSWORD_MAX_BYTES: usize = 4 * password::MAX_CHARS;
 
-/// Every (method, path) this function serves: the template's HTTP API, the cargo-lambda watch
-/// router and the OpenAPI document are checked against this list by the test suite.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/api/v1/auth/register"),
-    ("POST", "/api/v1/auth/login"),
-    ("POST", "/api/v1/auth/refresh"),
-    ("POST", "/api/v1/auth/logout"),
-    ("POST", "/api/v1/auth/logout-all"),
-];
+/// The auth group's routes, each declared once with its handler: the router and the OpenAPI
+/// operations both come from here.
+pub fn api() -> OpenApiRouter<AuthState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh_session))
+        .routes(routes!(logout))
+        .routes(routes!(logout_all))
+}
+
+/// This group's part of the OpenAPI document.
+pub fn openapi_part() -> OpenApi {
+    let mut doc = api().into_openapi();
+    doc.tags = Some(vec![
+        utoipa::openapi::tag::TagBuilder::new()
+            .name("auth")
+            .description(Some("Registration, sign-in and session tokens."))
+            .build(),
+    ]);
+    doc
+}
 
 /// The auth routes with their state, as `main` serves them on Lambda.
 pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
@@ -47,25 +61,38 @@ pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
 }
 
 pub fn router(state: AuthState) -> Router {
-    Router::new()
-        .route("/api/v1/auth/register", post(register))
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/refresh", post(refresh_session))
-        .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/auth/logout-all", post(logout_all))
-        .with_state(state)
+    api().split_for_parts().0.with_state(state)
 }
 
-#[derive(Deserialize)]
-struct RegisterBody {
+#[derive(Deserialize, ToSchema)]
+struct RegisterRequest {
+    #[schema(format = "email", max_length = 254)]
     email: String,
+    /// 12 to 128 characters, no composition rules; weak passwords are refused with 422.
+    #[schema(min_length = 12, max_length = 128)]
     password: String,
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
 }
 
+/// Create an account and sign in
+///
+/// Creates a user with role `user` and answers with a fresh token pair. An email that is
+/// already registered answers 409.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/register",
+    tag = "auth",
+    operation_id = "register",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "The account was created. The refresh token is also set as a cookie.", body = TokenResponse, headers(("Set-Cookie" = String, description = "The refresh token: `refresh_token=<token>; Max-Age=<refresh_expires_in>; HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth`."))),
+        (status = 409, description = "An account with this email already exists (`email_taken`)."),
+    )
+)]
 async fn register(
     State(state): State<AuthState>,
-    Json(body): Json<RegisterBody>,
+    Json(body): Json<RegisterRequest>,
 ) -> Result<Response, ApiError> {
     let mut errors = Vec::new();
     let email = Email::parse(&body.email)
@@ -97,15 +124,30 @@ async fn register(
     session::respond(&state, StatusCode::CREATED, &user, &refresh)
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
+#[derive(Deserialize, ToSchema)]
+struct LoginRequest {
     email: String,
     password: String,
 }
 
+/// Sign in with email and password
+///
+/// A wrong email or password answers 401 with code `invalid_credentials`, the same for both.
+/// Failed logins are rate limited per account as well as per client IP.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    operation_id = "login",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in. The refresh token is also set as a cookie.", body = TokenResponse, headers(("Set-Cookie" = String, description = "The refresh token, as on register."))),
+        (status = 401, description = "The email or password is incorrect (`invalid_credentials`)."),
+    )
+)]
 async fn login(
     State(state): State<AuthState>,
-    Json(body): Json<LoginBody>,
+    Json(body): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let email = body.email.trim().to_lowercase();
     let failures_key = state.cache.key(&format!("login_fail:{email}"));
@@ -163,15 +205,34 @@ async fn ensure_account_not_locked(state: &AuthState, key: &str) -> Result<(), A
     }
 }
 
-#[derive(Deserialize, Default)]
-struct RefreshBody {
+/// The refresh token in the body; without a body, the `refresh_token` cookie is used.
+#[derive(Deserialize, Default, ToSchema)]
+struct RefreshRequest {
+    #[schema(min_length = 1)]
     refresh_token: Option<String>,
 }
 
+/// Rotate the refresh token
+///
+/// Takes the refresh token from the body's `refresh_token` or, when the body is absent, from
+/// the `refresh_token` cookie. Refresh tokens are rotated on every use; presenting an
+/// already-used refresh token revokes its whole family and answers 401.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "auth",
+    operation_id = "refresh",
+    request_body(content = Option<RefreshRequest>),
+    security((), ("refreshCookie" = [])),
+    responses(
+        (status = 200, description = "A new token pair. The new refresh token is also set as a cookie; the presented one is now used.", body = TokenResponse, headers(("Set-Cookie" = String, description = "The new refresh token, as on register."))),
+        (status = 401, description = "No refresh token, or one that is invalid, expired, revoked or already used."),
+    )
+)]
 async fn refresh_session(
     State(state): State<AuthState>,
     headers: HeaderMap,
-    OptionalJson(body): OptionalJson<RefreshBody>,
+    OptionalJson(body): OptionalJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     let token = refresh_token_from(body.and_then(|b| b.refresh_token), &headers)
         .ok_or_else(|| ApiError::Unauthorized("A refresh token is required".into()))?;
@@ -200,11 +261,25 @@ async fn refresh_session(
     }
 }
 
+/// Sign out of this session
+///
+/// The refresh token may be given in the body, as the `refresh_token` cookie, or not at all.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    operation_id = "logout",
+    request_body(content = Option<RefreshRequest>),
+    security(("bearerAuth" = [], "refreshCookie" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "Signed out: the session's refresh tokens and the current access token are unusable from now on, and the refresh cookie is cleared.", headers(("Set-Cookie" = String, description = "Clears the `refresh_token` cookie (`Max-Age=0`)."))),
+    )
+)]
 async fn logout(
     State(state): State<AuthState>,
     caller: AuthUser,
     headers: HeaderMap,
-    OptionalJson(body): OptionalJson<RefreshBody>,
+    OptionalJson(body): OptionalJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     let conn = state.db.get().await?;
     if let Some(token) = refresh_token_from(body.and_then(|b| b.refresh_token), &headers) {
@@ -214,6 +289,17 @@ async fn logout(
     Ok((StatusCode::NO_CONTENT, clear_cookie()).into_response())
 }
 
+/// Sign out of every session
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout-all",
+    tag = "auth",
+    operation_id = "logoutAll",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "Every refresh token of the user and the current access token are unusable from now on, and the refresh cookie is cleared.", headers(("Set-Cookie" = String, description = "Clears the `refresh_token` cookie (`Max-Age=0`)."))),
+    )
+)]
 async fn logout_all(
     State(state): State<AuthState>,
     caller: AuthUser,

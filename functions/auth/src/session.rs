@@ -18,13 +18,23 @@ pub const REFRESH_COOKIE: &str = "refresh_token";
 /// The cookie only travels to the auth routes, never to the rest of the API.
 const COOKIE_ATTRIBUTES: &str = "HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth";
 
-#[derive(Serialize)]
-struct TokenResponse<'a> {
+/// A fresh token pair and the user it belongs to.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenResponse<'a> {
+    /// A JWT to send as `Authorization: Bearer <token>`.
     access_token: String,
+    #[schema(value_type = String, example = "Bearer")]
     token_type: &'static str,
+    /// Access token lifetime in seconds (`JWT_EXPIRES_IN`, 15 minutes by default).
+    #[schema(minimum = 1, example = 900)]
     expires_in: u64,
+    /// Opaque; single use, rotated by `POST /api/v1/auth/refresh`.
+    #[schema(value_type = String)]
     refresh_token: &'a str,
+    /// Refresh token lifetime in seconds (`REFRESH_TOKEN_EXPIRES_IN`, 7 days by default).
+    #[schema(minimum = 1, example = 604800)]
     refresh_expires_in: i64,
+    #[schema(value_type = User)]
     user: &'a User,
 }
 

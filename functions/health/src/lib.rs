@@ -1,33 +1,57 @@
-//! `GET /health`, `GET /ready` and `GET /api/v1/openapi.json`.
+//! `GET /health`, `GET /ready`, the OpenAPI document at `GET /api/v1/openapi.json` and its
+//! interactive reference at `GET /api/docs`.
 //!
 //! `/health` checks Postgres and Redis in parallel, each under its own short timeout, so a hung
 //! dependency turns the answer into a fast 503, never a slow one.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
-    extract::State,
-    http::{StatusCode, header},
+    extract::{Path, State},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use chrono::{SecondsFormat, Utc};
 use platform::Platform;
 use serde::Serialize;
+use utoipa::{ToSchema, openapi::OpenApi};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Each dependency check gives up after this long.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
-const OPENAPI: &str = include_str!("../openapi.json");
+/// The whole API's document, generated from every route group's declarations by
+/// `cargo run -p local --bin openapi` (this function cannot import the other groups).
+const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
-/// Every (method, path) this function serves: the template's HTTP API, the cargo-lambda watch
-/// router and the OpenAPI document are checked against this list by the test suite.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/health"),
-    ("GET", "/ready"),
-    ("GET", "/api/v1/openapi.json"),
-];
+/// Where the interactive reference lives; its page loads its files relative to this.
+pub const DOCS_PATH: &str = "/api/docs";
+
+/// The health group's routes, each declared once with its handler: the router and the OpenAPI
+/// operations both come from here.
+pub fn api() -> OpenApiRouter<Platform> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(openapi))
+        .routes(routes!(docs))
+        .routes(routes!(docs_file))
+}
+
+/// This group's part of the OpenAPI document.
+pub fn openapi_part() -> OpenApi {
+    let mut doc = api().into_openapi();
+    doc.tags = Some(vec![
+        utoipa::openapi::tag::TagBuilder::new()
+            .name("health")
+            .description(Some(
+                "Liveness, readiness, this document and its interactive reference.",
+            ))
+            .build(),
+    ]);
+    doc
+}
 
 /// The health routes need nothing beyond the platform: no token keys, no S3.
 pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
@@ -35,27 +59,62 @@ pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
 }
 
 pub fn router(state: Platform) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/api/v1/openapi.json", get(openapi))
-        .with_state(state)
+    api().split_for_parts().0.with_state(state)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok", "timestamp": "2024-01-01T00:00:00.000Z", "uptime": 12.345, "checks": {"database": "ok", "redis": "ok"}}))]
 struct Health {
+    #[schema(value_type = HealthStatus)]
     status: &'static str,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
     timestamp: String,
+    /// Seconds since the process started.
+    #[schema(minimum = 0)]
     uptime: f64,
     checks: Checks,
 }
 
-#[derive(Debug, Serialize)]
+/// `ok` when both checks pass, `degraded` otherwise.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum HealthStatus {
+    Ok,
+    Degraded,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 struct Checks {
+    #[schema(value_type = CheckResult)]
     database: &'static str,
+    #[schema(value_type = CheckResult)]
     redis: &'static str,
 }
 
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum CheckResult {
+    Ok,
+    Error,
+}
+
+/// Liveness and dependency health
+///
+/// Checks Postgres and Redis in parallel, each under its own short timeout, so a hung
+/// dependency makes the answer a fast 503, never a slow one. Not rate limited.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    operation_id = "getHealth",
+    responses(
+        (status = 200, description = "Postgres and Redis both answered within their timeouts.", body = Health),
+        (status = 503, description = "At least one dependency failed or did not answer within its own short timeout (about 1 s). The body has the same shape, with `status` `degraded`.", body = Health),
+    )
+)]
 async fn health(State(state): State<Platform>) -> Response {
     let (database, redis) = tokio::join!(check_database(&state), check_redis(&state));
     let healthy = database && redis;
@@ -113,10 +172,109 @@ async fn check_redis(state: &Platform) -> bool {
     }
 }
 
-async fn ready() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ready" }))
+#[derive(Serialize, ToSchema)]
+struct Ready {
+    #[schema(value_type = String, example = "ready")]
+    status: &'static str,
 }
 
+/// Readiness
+///
+/// Answers without touching any dependency. Not rate limited.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "health",
+    operation_id = "getReady",
+    responses((status = 200, description = "The process is up and serving requests.", body = Ready))
+)]
+async fn ready() -> Json<Ready> {
+    Json(Ready { status: "ready" })
+}
+
+/// This OpenAPI document
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "health",
+    operation_id = "getOpenApi",
+    responses((status = 200, description = "The OpenAPI 3.1 document describing this API.", content_type = "application/json", body = Object))
+)]
 async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// The interactive API reference
+///
+/// Swagger UI over this document, with its files built into the function: nothing is loaded
+/// from another site.
+#[utoipa::path(
+    get,
+    path = "/api/docs",
+    tag = "health",
+    operation_id = "getDocs",
+    responses((status = 200, description = "The reference's page.", content_type = "text/html", body = String))
+)]
+async fn docs() -> Response {
+    docs_response("index.html")
+}
+
+/// A file of the interactive API reference (scripts, styles, icons)
+#[utoipa::path(
+    get,
+    path = "/api/docs/{file}",
+    tag = "health",
+    operation_id = "getDocsFile",
+    params(("file" = String, Path, description = "A file name, such as `swagger-ui.css`.")),
+    responses((
+        status = 200,
+        description = "The file.",
+        content(
+            (String = "text/css"),
+            (String = "text/javascript"),
+            (String = "text/html"),
+            (String = "image/png"),
+        )
+    ))
+)]
+async fn docs_file(Path(file): Path<String>) -> Response {
+    docs_response(&file)
+}
+
+/// The page's own files, with a policy that lets them run (the API's default policy lets no
+/// script or style load at all).
+const DOCS_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
+
+fn docs_response(file: &str) -> Response {
+    static CONFIG: std::sync::LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> =
+        std::sync::LazyLock::new(|| {
+            Arc::new(utoipa_swagger_ui::Config::from("/api/v1/openapi.json"))
+        });
+    let Ok(Some(found)) = utoipa_swagger_ui::serve(file, CONFIG.clone()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let bytes = if file == "index.html" {
+        // Served at `/api/docs` (no trailing slash), the page's relative links need a base.
+        let page = String::from_utf8_lossy(&found.bytes).replacen(
+            "<head>",
+            &format!("<head><base href=\"{DOCS_PATH}/\">"),
+            1,
+        );
+        page.into_bytes()
+    } else {
+        found.bytes.into_owned()
+    };
+    let content_type = HeaderValue::from_str(&found.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(DOCS_POLICY),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
 }

@@ -17,13 +17,14 @@ use axum::{
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::files::{self as uploads, Upload};
 use http_kit::{ApiError, Created, FieldError, Json, Page, Pagination, PathId};
 use platform::Platform;
 use serde::{Deserialize, Serialize};
+use utoipa::{ToSchema, openapi::OpenApi};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 pub use filename::sanitize as sanitize_filename;
@@ -33,15 +34,26 @@ pub const UPLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 pub const DOWNLOAD_URL_LIFETIME: Duration = Duration::from_secs(5 * 60);
 pub use domain::files::ABANDONED_AFTER;
 
-/// Every (method, path) this function serves: the template's HTTP API, the cargo-lambda watch
-/// router and the OpenAPI document are checked against this list by the test suite.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/api/v1/uploads"),
-    ("GET", "/api/v1/uploads"),
-    ("GET", "/api/v1/uploads/{id}"),
-    ("DELETE", "/api/v1/uploads/{id}"),
-    ("POST", "/api/v1/uploads/{id}/complete"),
-];
+/// The uploads group's routes, each declared once with its handler: the router and the OpenAPI
+/// operations both come from here.
+pub fn api() -> OpenApiRouter<UploadsState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show, remove))
+        .routes(routes!(complete))
+}
+
+/// This group's part of the OpenAPI document.
+pub fn openapi_part() -> OpenApi {
+    let mut doc = api().into_openapi();
+    doc.tags = Some(vec![
+        utoipa::openapi::tag::TagBuilder::new()
+            .name("uploads")
+            .description(Some("File uploads straight to S3 through presigned URLs."))
+            .build(),
+    ]);
+    doc
+}
 
 /// The uploads routes with their state, as `main` serves them on Lambda.
 pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
@@ -49,26 +61,35 @@ pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
 }
 
 pub fn router(state: UploadsState) -> Router {
-    Router::new()
-        .route("/api/v1/uploads", post(create).get(list))
-        .route("/api/v1/uploads/{id}", get(show).delete(remove))
-        .route("/api/v1/uploads/{id}/complete", post(complete))
-        .with_state(state)
+    api().split_for_parts().0.with_state(state)
 }
 
-#[derive(Deserialize)]
-struct CreateUpload {
+#[derive(Deserialize, ToSchema)]
+struct CreateUploadRequest {
+    /// Stored cleaned of path separators and control characters.
+    #[schema(min_length = 1, max_length = 255)]
     filename: String,
+    /// The MIME type the file will be PUT with; one of `UPLOAD_CONTENT_TYPES`.
+    #[schema(min_length = 1, example = "image/png")]
     content_type: String,
+    /// Size in bytes, at most `MAX_UPLOAD_BYTES`. Read as any JSON value so that a wrong one is
+    /// a 422 naming `size`, whatever its type.
+    #[schema(value_type = i64, minimum = 1)]
     size: serde_json::Value,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CreatedUpload {
     id: Uuid,
+    /// Presigned S3 URL.
+    #[schema(format = "uri")]
     upload_url: String,
+    #[schema(value_type = String, example = "PUT")]
     method: &'static str,
+    /// Headers the PUT request must carry, such as `Content-Type`.
     headers: BTreeMap<String, String>,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
     expires_at: String,
 }
 
@@ -80,10 +101,22 @@ fn s3_unavailable(err: impl std::error::Error + Send + Sync + 'static) -> ApiErr
     ApiError::Unavailable(anyhow::Error::new(err).context("calling S3"))
 }
 
+/// Declare a file and get a presigned upload URL
+///
+/// PUT the file to `upload_url` with `headers` within 15 minutes, then call `complete`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads",
+    tag = "uploads",
+    operation_id = "createUpload",
+    request_body = CreateUploadRequest,
+    security(("bearerAuth" = [])),
+    responses((status = 201, description = "The upload is declared (status `pending`).", body = CreatedUpload))
+)]
 async fn create(
     State(state): State<UploadsState>,
     caller: AuthUser,
-    Json(body): Json<CreateUpload>,
+    Json(body): Json<CreateUploadRequest>,
 ) -> Result<Created<CreatedUpload>, ApiError> {
     let config = &state.config;
     let mut errors = Vec::new();
@@ -169,6 +202,22 @@ async fn owned(state: &UploadsState, id: Uuid, caller: &AuthUser) -> Result<Uplo
         .ok_or(ApiError::NotFound)
 }
 
+/// Mark an upload ready once its file is in S3
+///
+/// Checks the stored object's size and type against the declaration.
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads/{id}/complete",
+    tag = "uploads",
+    operation_id = "completeUpload",
+    params(("id" = Uuid, Path, description = "The upload's id.")),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The upload, now `ready` (completing twice is fine).", body = Upload),
+        (status = 404, description = "No such upload of the caller's."),
+        (status = 409, description = "The file is not in S3 yet (`upload_missing`), or differs from the declaration (`upload_mismatch`)."),
+    )
+)]
 async fn complete(
     State(state): State<UploadsState>,
     caller: AuthUser,
@@ -229,16 +278,33 @@ async fn complete(
     Ok(JsonBody(ready))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UploadView {
     #[serde(flatten)]
     upload: Upload,
+    /// Presigned S3 URL, valid 5 minutes; only once the upload is ready.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri")]
     download_url: Option<String>,
+    /// When `download_url` stops working; present with it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     download_expires_at: Option<String>,
 }
 
+/// One upload, with a download URL once it is ready
+#[utoipa::path(
+    get,
+    path = "/api/v1/uploads/{id}",
+    tag = "uploads",
+    operation_id = "getUpload",
+    params(("id" = Uuid, Path, description = "The upload's id.")),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The upload.", body = UploadView),
+        (status = 404, description = "No such upload of the caller's."),
+    )
+)]
 async fn show(
     State(state): State<UploadsState>,
     caller: AuthUser,
@@ -274,8 +340,19 @@ async fn show(
     }))
 }
 
+/// Delete an upload and its file
+///
 /// Removes the object, then the row. Deleting what is already gone is fine (204); an S3
 /// failure keeps the row, so nothing is left half-deleted.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/uploads/{id}",
+    tag = "uploads",
+    operation_id = "deleteUpload",
+    params(("id" = Uuid, Path, description = "The upload's id.")),
+    security(("bearerAuth" = [])),
+    responses((status = 204, description = "The upload and its file are gone (or never were)."))
+)]
 async fn remove(
     State(state): State<UploadsState>,
     caller: AuthUser,
@@ -296,6 +373,16 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The caller's uploads, newest first
+#[utoipa::path(
+    get,
+    path = "/api/v1/uploads",
+    tag = "uploads",
+    operation_id = "listUploads",
+    params(Pagination),
+    security(("bearerAuth" = [])),
+    responses((status = 200, description = "A page of the caller's uploads.", body = Page<Upload>))
+)]
 async fn list(
     State(state): State<UploadsState>,
     caller: AuthUser,

@@ -10,7 +10,6 @@ use axum::{
     extract::{Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, put},
 };
 use domain::{
     accounts::{self as users, Credentials, Email, Password, User, password},
@@ -20,20 +19,33 @@ use domain::{
 use http_kit::{ApiError, FieldError, Json, Page, Pagination};
 use platform::Platform;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema, openapi::OpenApi};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 mod state;
 pub use state::UsersState;
 
-/// Every (method, path) this function serves: the template's HTTP API, the cargo-lambda watch
-/// router and the OpenAPI document are checked against this list by the test suite.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/api/v1/users/me"),
-    ("PATCH", "/api/v1/users/me"),
-    ("DELETE", "/api/v1/users/me"),
-    ("PUT", "/api/v1/users/me/password"),
-    ("GET", "/api/v1/users"),
-    ("GET", "/api/v1/users/{id}"),
-];
+/// The users group's routes, each declared once with its handler: the router and the OpenAPI
+/// operations both come from here.
+pub fn api() -> OpenApiRouter<UsersState> {
+    OpenApiRouter::new()
+        .routes(routes!(me, update_me, delete_me))
+        .routes(routes!(change_password))
+        .routes(routes!(list))
+        .routes(routes!(show))
+}
+
+/// This group's part of the OpenAPI document.
+pub fn openapi_part() -> OpenApi {
+    let mut doc = api().into_openapi();
+    doc.tags = Some(vec![
+        utoipa::openapi::tag::TagBuilder::new()
+            .name("users")
+            .description(Some("The signed-in user, and users for admins."))
+            .build(),
+    ]);
+    doc
+}
 
 /// The users routes with their state, as `main` serves them on Lambda.
 pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
@@ -41,17 +53,21 @@ pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
 }
 
 pub fn router(state: UsersState) -> Router {
-    Router::new()
-        .route(
-            "/api/v1/users/me",
-            get(me).patch(update_me).delete(delete_me),
-        )
-        .route("/api/v1/users/me/password", put(change_password))
-        .route("/api/v1/users", get(list))
-        .route("/api/v1/users/{id}", get(show))
-        .with_state(state)
+    api().split_for_parts().0.with_state(state)
 }
 
+/// The signed-in user
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/me",
+    tag = "users",
+    operation_id = "getMe",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The signed-in user.", body = User),
+        (status = 404, description = "The account no longer exists."),
+    )
+)]
 async fn me(State(state): State<UsersState>, caller: AuthUser) -> Result<JsonBody<User>, ApiError> {
     users::cached_profile(&state, caller.id)
         .await?
@@ -59,17 +75,37 @@ async fn me(State(state): State<UsersState>, caller: AuthUser) -> Result<JsonBod
         .ok_or(ApiError::NotFound)
 }
 
-#[derive(Deserialize)]
-struct UpdateMe {
+/// `name` and/or `email`; changing `email` requires `current_password`.
+#[derive(Deserialize, ToSchema)]
+struct UpdateMeRequest {
+    #[schema(min_length = 1, max_length = 100)]
     name: Option<String>,
+    #[schema(format = "email", max_length = 254)]
     email: Option<String>,
     current_password: Option<String>,
 }
 
+/// Change the signed-in user's name and/or email
+///
+/// Changing `email` requires `current_password`. An email that another account already uses
+/// answers 409.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/me",
+    tag = "users",
+    operation_id = "updateMe",
+    request_body = UpdateMeRequest,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The updated user.", body = User),
+        (status = 404, description = "The account no longer exists."),
+        (status = 409, description = "Another account already uses this email (`email_taken`)."),
+    )
+)]
 async fn update_me(
     State(state): State<UsersState>,
     caller: AuthUser,
-    Json(body): Json<UpdateMe>,
+    Json(body): Json<UpdateMeRequest>,
 ) -> Result<JsonBody<User>, ApiError> {
     if body.name.is_none() && body.email.is_none() {
         return Err(ApiError::Validation(vec![FieldError::new(
@@ -127,18 +163,34 @@ async fn update_me(
     Ok(JsonBody(updated))
 }
 
-#[derive(Deserialize)]
-struct ChangePassword {
+#[derive(Deserialize, ToSchema)]
+struct ChangePasswordRequest {
     current_password: String,
+    /// 12 to 128 characters, no composition rules; weak passwords are refused with 422.
+    #[schema(min_length = 12, max_length = 128)]
     new_password: String,
 }
 
-/// Changes the password and ends every other session: all refresh families but the caller's,
-/// and every access token (the caller refreshes to get a new one).
+/// Change the signed-in user's password
+///
+/// Ends every other session: all refresh families but the caller's, and every access token
+/// (the caller refreshes to get a new one).
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/me/password",
+    tag = "users",
+    operation_id = "changePassword",
+    request_body = ChangePasswordRequest,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "The password was changed."),
+        (status = 404, description = "The account no longer exists."),
+    )
+)]
 async fn change_password(
     State(state): State<UsersState>,
     caller: AuthUser,
-    Json(body): Json<ChangePassword>,
+    Json(body): Json<ChangePasswordRequest>,
 ) -> Result<Response, ApiError> {
     let current = current_user(&state, caller.id).await?;
     let hints = [current.user.email.as_str(), current.user.name.as_str()];
@@ -154,15 +206,30 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
-struct DeleteMe {
+#[derive(Deserialize, ToSchema)]
+struct DeleteMeRequest {
     current_password: String,
 }
 
+/// Delete the signed-in user's account
+///
+/// Its files, sessions and tokens go with it.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/me",
+    tag = "users",
+    operation_id = "deleteMe",
+    request_body = DeleteMeRequest,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "The account and its sessions are gone."),
+        (status = 404, description = "The account no longer exists."),
+    )
+)]
 async fn delete_me(
     State(state): State<UsersState>,
     caller: AuthUser,
-    Json(body): Json<DeleteMe>,
+    Json(body): Json<DeleteMeRequest>,
 ) -> Result<Response, ApiError> {
     let current = current_user(&state, caller.id).await?;
     check_password(&body.current_password, &current).await?;
@@ -197,11 +264,29 @@ async fn check_password(given: &str, current: &Credentials) -> Result<(), ApiErr
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EmailFilter {
+    /// Only users whose email starts with this prefix (case-insensitive).
+    #[param(max_length = 254)]
     email: Option<String>,
 }
 
+/// List users (admin)
+///
+/// Only for role `admin`; other users get 403.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    operation_id = "listUsers",
+    params(Pagination, EmailFilter),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "A page of users, ordered stably.", body = Page<User>),
+        (status = 403, description = "The caller is not an admin."),
+    )
+)]
 async fn list(
     State(state): State<UsersState>,
     _admin: AdminUser,
@@ -220,6 +305,18 @@ async fn list(
     Ok(JsonBody(Page::new(items, next.map(pages::cursor))))
 }
 
+/// One user (admin, or the user itself)
+///
+/// Anyone else gets the same 404 as for an id that does not exist.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    operation_id = "getUser",
+    params(("id" = uuid::Uuid, Path, description = "The user's id.")),
+    security(("bearerAuth" = [])),
+    responses((status = 200, description = "The user.", body = User))
+)]
 async fn show(
     State(state): State<UsersState>,
     access: SelfOrAdmin,

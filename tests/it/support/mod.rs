@@ -205,6 +205,10 @@ impl TestResponse {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// The problem+json body; fails the test when the response is not one.
     pub fn problem(&self) -> Problem {
         assert_eq!(

@@ -18,14 +18,28 @@ pub use email::Email;
 pub use password::Password;
 
 /// A user as the API shows it: never the password hash.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
+    #[schema(format = "email", max_length = 254)]
     pub email: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
+    #[schema(value_type = Role)]
     pub role: String,
+    /// RFC 3339, UTC.
     pub created_at: DateTime<Utc>,
+    /// RFC 3339, UTC.
     pub updated_at: DateTime<Utc>,
+}
+
+/// The roles a user can have, as the document lists them (the column is text).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum Role {
+    User,
+    Admin,
 }
 
 /// A user with what authentication needs.
