@@ -33,7 +33,8 @@ where
     }
 }
 
-/// An optional JSON body: an empty body is `None`; anything else must be valid JSON.
+/// An optional JSON body: an empty body (or a bare `null`) is `None`; anything else must be
+/// valid JSON.
 #[derive(Debug, Clone, Default)]
 pub struct OptionalJson<T>(pub Option<T>);
 
@@ -54,6 +55,9 @@ where
         }
         if !has_json_type {
             return Err(ApiError::UnsupportedMediaType);
+        }
+        if bytes.trim_ascii() == b"null" {
+            return Ok(Self(None));
         }
         parse_json(&bytes).map(|v| Self(Some(v)))
     }
@@ -80,7 +84,21 @@ fn is_json(headers: &http::HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
+/// What the answer says of text holding U+0000, which Postgres cannot store and no field needs.
+const NUL_MESSAGE: &str = "must not contain the character U+0000";
+
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // JSON can only carry U+0000 as the escape `\u0000`: the full walk runs only when it may.
+    if bytes.windows(6).any(|w| w == br"\u0000") {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+            if let Some(field) = nul_path(&value, String::new()) {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    field,
+                    NUL_MESSAGE,
+                )]));
+            }
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -96,6 +114,66 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::bad_request("malformed_json", "The request body is not valid JSON")
     })?;
     Ok(value)
+}
+
+/// The path (`a.b[2]`, as serde_path_to_error writes it) of the first key or string holding
+/// U+0000, if any.
+fn nul_path(value: &serde_json::Value, at: String) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => {
+            Some(if at.is_empty() { "body".into() } else { at })
+        }
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, format!("{at}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let path = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            if key.contains('\0') {
+                Some(path.replace('\0', "\\u0000"))
+            } else {
+                nul_path(item, path)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// A query string read into `T`. Unparsable → 400; a parameter holding U+0000 → 400 naming it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let raw = parts.uri.query().unwrap_or_default();
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+            .map_err(|_| ApiError::bad_request("bad_request", "The query string is malformed"))?;
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "The query parameter `{}` {NUL_MESSAGE}",
+                    name.replace('\0', "\\u0000")
+                ),
+            ));
+        }
+        serde_urlencoded::from_str(raw)
+            .map(Query)
+            .map_err(|_| ApiError::bad_request("bad_request", "The query string is malformed"))
+    }
 }
 
 /// serde reports a missing field at its parent's path with the name in the message.
@@ -175,6 +253,31 @@ mod tests {
             panic!("expected validation, got {err:?}")
         };
         assert_eq!(errors[0].field, "email");
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_named() {
+        for (body, field) in [
+            (r#"{"email":"a\u0000b","password":"x"}"#, "email"),
+            (
+                r#"{"email":"a","password":"x","extra":{"k":["ok","\u0000"]}}"#,
+                "extra.k[1]",
+            ),
+            (
+                r#"{"email":"a","password":"x","bad\u0000key":1}"#,
+                "bad\\u0000key",
+            ),
+        ] {
+            let err = parse_json::<Login>(body.as_bytes()).expect_err(body);
+            let ApiError::Validation(errors) = err else {
+                panic!("expected validation for {body}, got {err:?}")
+            };
+            assert_eq!(errors[0].field, field, "{body}");
+            assert_eq!(errors[0].message, NUL_MESSAGE);
+        }
+        // An escaped backslash before `u0000` is not a NUL.
+        let ok = parse_json::<Login>(br#"{"email":"a\\u0000","password":"x"}"#).expect("no NUL");
+        assert_eq!(ok.email, "a\\u0000");
     }
 
     #[test]

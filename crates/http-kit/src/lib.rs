@@ -12,7 +12,7 @@ pub mod pagination;
 pub mod rate_limit;
 
 pub use error::{ApiError, FieldError, Problem};
-pub use extract::{Created, Json, OptionalJson, PathId};
+pub use extract::{Created, Json, OptionalJson, PathId, Query};
 pub use lambda::serve_on_lambda;
 pub use layers::app;
 pub use pagination::{Cursor, Page, Pagination};

@@ -2,15 +2,12 @@
 //! out. Cursors are opaque to clients and walk a `(created_at, id)` order, so rows inserted
 //! between two pages never shift what the next page holds.
 
-use axum::{
-    extract::{FromRequestParts, Query},
-    http::request::Parts,
-};
+use axum::{extract::FromRequestParts, http::request::Parts};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ApiError;
+use crate::{ApiError, extract::Query};
 
 pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 100;
@@ -59,8 +56,7 @@ struct RawPagination {
     /// Page size.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 20)]
     limit: Option<String>,
-    /// The `next_cursor` of the previous page; omit for the first page.
-    #[param(min_length = 1)]
+    /// The `next_cursor` of the previous page; omit it (or leave it empty) for the first page.
     cursor: Option<String>,
 }
 
@@ -76,9 +72,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(raw) = Query::<RawPagination>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::bad_request("bad_request", "The query string is malformed"))?;
+        let Query(raw) = Query::<RawPagination>::from_request_parts(parts, state).await?;
         let limit = match raw.limit.as_deref() {
             None | Some("") => DEFAULT_LIMIT,
             Some(text) => text

@@ -205,10 +205,10 @@ async fn ensure_account_not_locked(state: &AuthState, key: &str) -> Result<(), A
     }
 }
 
-/// The refresh token in the body; without a body, the `refresh_token` cookie is used.
+/// The refresh token in the body. Without a body, or with `refresh_token` absent or empty, the
+/// `refresh_token` cookie is used.
 #[derive(Deserialize, Default, ToSchema)]
 struct RefreshRequest {
-    #[schema(min_length = 1)]
     refresh_token: Option<String>,
 }
 

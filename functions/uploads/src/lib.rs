@@ -66,8 +66,8 @@ pub fn router(state: UploadsState) -> Router {
 
 #[derive(Deserialize, ToSchema)]
 struct CreateUploadRequest {
-    /// Stored cleaned of path separators and control characters.
-    #[schema(min_length = 1, max_length = 255)]
+    /// Stored cleaned of path separators and control characters, and cut to 255 bytes.
+    #[schema(min_length = 1)]
     filename: String,
     /// The MIME type the file will be PUT with; one of `UPLOAD_CONTENT_TYPES`.
     #[schema(min_length = 1, example = "image/png")]

@@ -7,7 +7,7 @@
 use api::{AdminUser, AuthUser, SelfOrAdmin, pages};
 use axum::{
     Json as JsonBody, Router,
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -16,7 +16,7 @@ use domain::{
     files,
     sessions::{refresh, revocation},
 };
-use http_kit::{ApiError, FieldError, Json, Page, Pagination};
+use http_kit::{ApiError, FieldError, Json, Page, Pagination, Query};
 use platform::Platform;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema, openapi::OpenApi};
@@ -267,7 +267,7 @@ async fn check_password(given: &str, current: &Credentials) -> Result<(), ApiErr
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct EmailFilter {
-    /// Only users whose email starts with this prefix (case-insensitive).
+    /// Only users whose email starts with this prefix (case-insensitive), at most 254 bytes.
     #[param(max_length = 254)]
     email: Option<String>,
 }
@@ -298,6 +298,9 @@ async fn list(
         .as_deref()
         .map(str::trim)
         .filter(|p| !p.is_empty());
+    if prefix.is_some_and(|p| p.len() > Email::MAX_BYTES) {
+        return Err(ApiError::field("email", "must be at most 254 characters"));
+    }
     // The listing tolerates replica lag: it reads the read pool.
     let conn = state.db_read.get().await?;
     let after = page.cursor.map(pages::position);

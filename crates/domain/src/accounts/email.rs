@@ -7,12 +7,15 @@ use std::fmt;
 pub struct Email(String);
 
 impl Email {
+    /// The longest address SMTP allows (RFC 5321's path limit less its brackets), in bytes.
+    pub const MAX_BYTES: usize = 254;
+
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let email = raw.trim().to_lowercase();
         if email.is_empty() {
             return Err("is required");
         }
-        if email.len() > 254 {
+        if email.len() > Self::MAX_BYTES {
             return Err("must be at most 254 characters");
         }
         let Some((local, domain)) = email.rsplit_once('@') else {
