@@ -572,3 +572,37 @@ async fn the_password_length_bounds_are_12_and_128_characters_exactly() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_huge_login_email_is_refused_before_redis_and_failure_keys_hold_no_address() {
+    let app = TestApp::spawn().await;
+    let huge = format!("{}@example.com", "a".repeat(1_000_000));
+    let res = app.login(&huge, "whatever-password").await;
+    assert_eq!(res.status, 422);
+    assert_eq!(res.problem().errors.expect("errors")[0].field, "email");
+
+    let res = app
+        .login("someone.particular@example.com", "wrong-password")
+        .await;
+    assert_eq!(res.status, 401);
+
+    let prefix = app.state.cache.key("login_fail:");
+    let mut redis = app.redis().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut redis)
+        .await
+        .expect("keys");
+    assert_eq!(
+        keys.len(),
+        1,
+        "only the real-sized address was counted: {keys:?}"
+    );
+    let id = &keys[0][prefix.len()..];
+    assert_eq!(id.len(), 64, "a fixed-size digest: {id}");
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    assert!(
+        !keys[0].contains("someone"),
+        "the address is not readable from Redis"
+    );
+}

@@ -150,7 +150,13 @@ async fn login(
     Json(body): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let email = body.email.trim().to_lowercase();
-    let failures_key = state.cache.key(&format!("login_fail:{email}"));
+    // No address is longer: refuse before any key or query is built from it.
+    if email.len() > Email::MAX_BYTES {
+        return Err(ApiError::field("email", "must be at most 254 characters"));
+    }
+    let failures_key = state
+        .cache
+        .key(&format!("login_fail:{}", Email::digest(&email)));
     ensure_account_not_locked(&state, &failures_key).await?;
 
     let user = {

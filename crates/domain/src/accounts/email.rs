@@ -3,12 +3,21 @@
 
 use std::fmt;
 
+use sha2::{Digest, Sha256};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
     /// The longest address SMTP allows (RFC 5321's path limit less its brackets), in bytes.
     pub const MAX_BYTES: usize = 254;
+
+    /// A fixed-size stand-in for an address (normalized as `parse` does), for keys in shared
+    /// stores: whatever its length, an address becomes 64 hex characters, and no address is
+    /// readable from the store.
+    pub fn digest(normalized: &str) -> String {
+        hex::encode(Sha256::digest(normalized.as_bytes()))
+    }
 
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let email = raw.trim().to_lowercase();
