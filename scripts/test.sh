@@ -11,4 +11,5 @@ scripts/check-deps.sh
 # The backup tests run the `db` binary, which cargo only builds for its own package's tests.
 cargo build --bin db --bin local --bin migrate --bin health
 scripts/check-watch.sh
+scripts/check-contract.sh
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -606,3 +606,158 @@ async fn a_huge_login_email_is_refused_before_redis_and_failure_keys_hold_no_add
         "the address is not readable from Redis"
     );
 }
+
+#[tokio::test]
+async fn logout_without_a_refresh_token_still_ends_its_own_session_only() {
+    let app = TestApp::spawn().await;
+    let session = app.register("sid-logout@example.com").await;
+    let other = app.login(&session.email, &session.password).await.json();
+
+    for body in [None, Some(json!({})), Some(json!(null))] {
+        let session = app.login(&session.email, &session.password).await.json();
+        let access = session["access_token"].as_str().expect("access");
+        let refresh = session["refresh_token"].as_str().expect("refresh");
+        let mut req = request(Method::POST, "/api/v1/auth/logout")
+            .header(header::AUTHORIZATION, format!("Bearer {access}"));
+        let body = match body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        let res = app.send(req.body(body).expect("req")).await;
+        assert_eq!(res.status, 204);
+        assert_eq!(
+            refresh_with(&app, refresh).await.status,
+            401,
+            "the session's refresh token died with its logout"
+        );
+    }
+    let other_refresh = other["refresh_token"].as_str().expect("refresh");
+    assert_eq!(
+        refresh_with(&app, other_refresh).await.status,
+        200,
+        "another session of the same user is left alone"
+    );
+}
+
+/// A refresh and a logout-all sent at once, many times: whatever the order Postgres runs them
+/// in, nothing the refresh hands out outlives the logout-all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_a_refresh_racing_logout_all_hands_out_survives_it() {
+    let app = std::sync::Arc::new(
+        TestApp::spawn_with(crate::support::Settings::default().set("RATE_LIMIT_MAX", "100000"))
+            .await,
+    );
+    let user = app.register("race@example.com").await;
+    let mut refreshed_first = 0;
+    for round in 0..200 {
+        let login = app.login(&user.email, &user.password).await.json();
+        let access = login["access_token"].as_str().expect("access").to_owned();
+        let refresh = login["refresh_token"].as_str().expect("refresh").to_owned();
+        let (a, b) = (app.clone(), app.clone());
+        let access_for_logout = access.clone();
+        let refreshing = tokio::spawn(async move { refresh_with(&a, &refresh).await });
+        let logging_out = tokio::spawn(async move {
+            b.json(
+                Method::POST,
+                "/api/v1/auth/logout-all",
+                &json!({}),
+                Some(&access_for_logout),
+            )
+            .await
+        });
+        let (refreshed, logged_out) = (
+            refreshing.await.expect("task"),
+            logging_out.await.expect("task"),
+        );
+        assert!(
+            logged_out.status == 204 || logged_out.status == 401,
+            "round {round}: logout-all answered {}",
+            logged_out.status
+        );
+        assert!(
+            refreshed.status == 200 || refreshed.status == 401,
+            "round {round}: refresh answered {}",
+            refreshed.status
+        );
+        if refreshed.status == 200 {
+            refreshed_first += 1;
+            let body = refreshed.json();
+            let next = body["refresh_token"].as_str().expect("next");
+            let next_access = body["access_token"].as_str().expect("access");
+            assert_eq!(
+                refresh_with(&app, next).await.status,
+                401,
+                "round {round}: the refresh token handed out during logout-all still works"
+            );
+            assert_eq!(
+                app.get_with_token("/api/v1/users/me", next_access)
+                    .await
+                    .status,
+                401,
+                "round {round}: the access token handed out during logout-all still works"
+            );
+        }
+    }
+    // Both orders happened, or the race was not run.
+    assert!(
+        refreshed_first > 0 && refreshed_first < 200,
+        "the refresh won {refreshed_first} of 200 rounds"
+    );
+}
+
+/// A logout made while Redis is down holds once Redis is back, for that token and for any other
+/// token of the user logged out meanwhile, whichever is checked first.
+#[tokio::test]
+async fn a_logout_made_while_redis_is_down_holds_after_redis_returns() {
+    let mut redis = crate::support::throwaway::ThrowawayRedis::start();
+    let app =
+        TestApp::spawn_with(crate::support::Settings::default().set("REDIS_URL", &redis.url()))
+            .await;
+    let user = app.register("outage@example.com").await;
+    let second = app.login(&user.email, &user.password).await.json();
+    let second = second["access_token"].as_str().expect("access").to_owned();
+    // Both tokens are checked once, so their user's generation is cached in Redis.
+    for token in [&user.access_token, &second] {
+        assert_eq!(
+            app.get_with_token("/api/v1/users/me", token).await.status,
+            200
+        );
+    }
+
+    redis.stop();
+    assert_eq!(app.logout(&user.access_token).await.status, 204);
+    assert_eq!(app.logout(&second).await.status, 204);
+    redis.start_again();
+    // Past the client's pause after failures, so that the checks read Redis again.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    let statuses: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            for token in [&user.access_token, &second] {
+                statuses.push(
+                    app.get_with_token("/api/v1/users/me", token)
+                        .await
+                        .status
+                        .as_u16(),
+                );
+            }
+        }
+        statuses
+    };
+    assert_eq!(
+        statuses,
+        vec![401; 10],
+        "logged-out tokens after Redis returned"
+    );
+    let fresh = app.login(&user.email, &user.password).await.json();
+    let fresh = fresh["access_token"].as_str().expect("access");
+    assert_eq!(
+        app.get_with_token("/api/v1/users/me", fresh).await.status,
+        200,
+        "a new session works"
+    );
+}

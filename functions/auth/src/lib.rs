@@ -287,10 +287,16 @@ async fn logout(
     headers: HeaderMap,
     OptionalJson(body): OptionalJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
-    let conn = state.db.get().await?;
-    if let Some(token) = refresh_token_from(body.and_then(|b| b.refresh_token), &headers) {
-        refresh::revoke_family_of(&**conn, &token, caller.id).await?;
+    let mut conn = state.db.get().await?;
+    let tx = conn.transaction().await?;
+    // The session the access token belongs to ends whether or not its refresh token is sent.
+    if let Some(sid) = caller.claims.sid {
+        refresh::revoke_session(&*tx, caller.id, sid).await?;
     }
+    if let Some(token) = refresh_token_from(body.and_then(|b| b.refresh_token), &headers) {
+        refresh::revoke_family_of(&*tx, &token, caller.id).await?;
+    }
+    tx.commit().await?;
     revocation::deny(&state, &**conn, &caller.claims).await?;
     Ok((StatusCode::NO_CONTENT, clear_cookie()).into_response())
 }
@@ -310,8 +316,10 @@ async fn logout_all(
     State(state): State<AuthState>,
     caller: AuthUser,
 ) -> Result<Response, ApiError> {
-    let conn = state.db.get().await?;
-    refresh::revoke_all(&**conn, caller.id, None).await?;
+    let mut conn = state.db.get().await?;
+    let tx = conn.transaction().await?;
+    refresh::revoke_all(&*tx, caller.id, None).await?;
+    tx.commit().await?;
     // Committed on its own, so the cached generation never runs ahead of Postgres.
     revocation::bump_generation(&state, &**conn, caller.id).await?;
     Ok((StatusCode::NO_CONTENT, clear_cookie()).into_response())

@@ -198,9 +198,11 @@ async fn change_password(
         .map_err(|err| api::errors::password("new_password", &err))?;
     check_password(&body.current_password, &current).await?;
     let hash = password::hash(new_password.expose()).await?;
-    let conn = state.db.get().await?;
-    users::update_password(&**conn, caller.id, &hash).await?;
-    refresh::revoke_all(&**conn, caller.id, caller.claims.sid).await?;
+    let mut conn = state.db.get().await?;
+    let tx = conn.transaction().await?;
+    users::update_password(&*tx, caller.id, &hash).await?;
+    refresh::revoke_all(&*tx, caller.id, caller.claims.sid).await?;
+    tx.commit().await?;
     revocation::bump_generation(&state, &**conn, caller.id).await?;
     users::invalidate_profile(&state, caller.id).await;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -95,14 +95,44 @@ pub async fn start_family(
     insert(db, user_id, Uuid::now_v7(), family_expires_at, lifetime).await
 }
 
-/// Consumes `token` and issues the next one of its family. Run it in a transaction: the
-/// revocation of a reused family must be committed even though the caller answers 401.
+/// Takes the user's row lock until the transaction ends: every revocation and every rotation
+/// of the user's refresh tokens takes it first, so that a revocation waits for a rotation in
+/// flight and then sees the token it inserted, and a rotation that comes second sees the
+/// revocation. `false` when the user no longer exists.
+async fn lock_user(db: &impl GenericClient, user_id: Uuid) -> anyhow::Result<bool> {
+    let row = db
+        .query_typed_opt(
+            "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
+            &[(&user_id, Type::UUID)],
+        )
+        .await
+        .context("locking the user's sessions")?;
+    Ok(row.is_some())
+}
+
+/// Consumes `token` and issues the next one of its family. Run it in a transaction: the user's
+/// lock holds until commit, and the revocation of a reused family must be committed even though
+/// the caller answers 401.
 pub async fn rotate(
     db: &impl GenericClient,
     token: &str,
     lifetime: Duration,
 ) -> anyhow::Result<Rotation> {
     let token_hash = hash(token);
+    let owner = db
+        .query_typed_opt(
+            "SELECT user_id FROM refresh_tokens WHERE token_hash = $1",
+            &[(&token_hash, Type::BYTEA)],
+        )
+        .await
+        .context("looking up a refresh token")?;
+    let Some(owner) = owner.map(|row| row.get::<_, Uuid>(0)) else {
+        return Ok(Rotation::Invalid);
+    };
+    if !lock_user(db, owner).await? {
+        return Ok(Rotation::Invalid);
+    }
+    // Read after the lock: a revocation that committed while this waited is seen here.
     let consumed = db
         .query_typed_opt(
             "UPDATE refresh_tokens SET used_at = now()
@@ -135,7 +165,8 @@ pub async fn rotate(
     }
 }
 
-pub async fn revoke_family(db: &impl GenericClient, family_id: Uuid) -> anyhow::Result<()> {
+/// The caller must hold the user's lock (see [`lock_user`]).
+async fn revoke_family(db: &impl GenericClient, family_id: Uuid) -> anyhow::Result<()> {
     db.execute_typed(
         "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
         &[(&family_id, Type::UUID)],
@@ -145,12 +176,32 @@ pub async fn revoke_family(db: &impl GenericClient, family_id: Uuid) -> anyhow::
     Ok(())
 }
 
-/// Revokes the family of `token` if it belongs to `user_id`; returns that family's id.
+/// Revokes the session (refresh family) `family_id` of `user_id`, as logout does with the
+/// access token's `sid`. Run it in a transaction.
+pub async fn revoke_session(
+    db: &impl GenericClient,
+    user_id: Uuid,
+    family_id: Uuid,
+) -> anyhow::Result<()> {
+    lock_user(db, user_id).await?;
+    db.execute_typed(
+        "UPDATE refresh_tokens SET revoked_at = now()
+         WHERE family_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        &[(&family_id, Type::UUID), (&user_id, Type::UUID)],
+    )
+    .await
+    .context("revoking a session")?;
+    Ok(())
+}
+
+/// Revokes the family of `token` if it belongs to `user_id`; returns that family's id. Run it
+/// in a transaction.
 pub async fn revoke_family_of(
     db: &impl GenericClient,
     token: &str,
     user_id: Uuid,
 ) -> anyhow::Result<Option<Uuid>> {
+    lock_user(db, user_id).await?;
     let row = db
         .query_typed_opt(
             "SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2",
@@ -164,12 +215,14 @@ pub async fn revoke_family_of(
     Ok(Some(family_id))
 }
 
-/// Revokes every family of the user except `keep` (all of them when `keep` is `None`).
+/// Revokes every family of the user except `keep` (all of them when `keep` is `None`),
+/// including one a concurrent rotation is inserting. Run it in a transaction.
 pub async fn revoke_all(
     db: &impl GenericClient,
     user_id: Uuid,
     keep: Option<Uuid>,
 ) -> anyhow::Result<()> {
+    lock_user(db, user_id).await?;
     db.execute_typed(
         "UPDATE refresh_tokens SET revoked_at = now()
          WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR family_id <> $2)",

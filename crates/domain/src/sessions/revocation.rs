@@ -5,6 +5,14 @@
 //! - Logout-all and a password change bump the user's token generation in Postgres; tokens carry
 //!   the generation they were issued under, so every older one stops working at once. Redis
 //!   caches the generation for a minute (`gen:{user}`), and the write path refreshes that cache.
+//!
+//! Redis is never more permissive than Postgres: a cached generation means every unexpired deny
+//! entry of that user is in Redis too. When the cache is rebuilt from Postgres (after an outage,
+//! a restart or an eviction), the deny entries go back first, in the same script; a cached
+//! generation never goes down; and a deleted user's generation is a tombstone that refuses all
+//! their tokens until they would have expired anyway.
+
+use std::sync::LazyLock;
 
 use anyhow::Context;
 use redis::AsyncCommands;
@@ -15,6 +23,28 @@ use super::tokens::Claims;
 use platform::Platform as AppState;
 
 const GENERATION_CACHE_SECS: u64 = 60;
+/// The cached generation of a deleted user: higher than any token's.
+const DELETED: i32 = i32::MAX;
+
+/// Puts back deny entries (`KEYS[2..]`, each until `ARGV[2 + i]` seconds from now), then sets
+/// the generation (`KEYS[1]` to `ARGV[1]` for `ARGV[2]` seconds) unless Redis already holds a
+/// higher one: a check that read Postgres before a bump or a deletion cannot cache the older
+/// state after it. One script, so no reader sees the generation without the deny entries (the
+/// cache is a single node or a primary with replicas, never a sharded cluster).
+static CACHE_GENERATION: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        for i = 2, #KEYS do
+            redis.call('SET', KEYS[i], 1, 'EX', ARGV[i + 1])
+        end
+        local current = redis.call('GET', KEYS[1])
+        if (not current) or tonumber(current) < tonumber(ARGV[1]) then
+            redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+        end
+        return 1
+        ",
+    )
+});
 
 fn deny_key(state: &AppState, jti: Uuid) -> String {
     state.cache.key(&format!("deny:{jti}"))
@@ -24,7 +54,14 @@ fn generation_key(state: &AppState, user_id: Uuid) -> String {
     state.cache.key(&format!("gen:{user_id}"))
 }
 
-/// Puts one access token on the deny list until it expires.
+/// Seconds a deny entry must live for a token that expires at `exp` (Unix time).
+fn deny_ttl(exp: i64) -> u64 {
+    (u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(0) + super::tokens::LEEWAY_SECS)
+        .max(1)
+}
+
+/// Puts one access token on the deny list until it expires: Postgres first (the durable
+/// record; if it fails the caller answers 503, not 204), then Redis.
 pub async fn deny(
     state: &AppState,
     db: &impl GenericClient,
@@ -38,12 +75,11 @@ pub async fn deny(
     )
     .await
     .context("recording a revoked access token")?;
-    let ttl = u64::try_from(claims.exp - chrono::Utc::now().timestamp()).unwrap_or(0)
-        + super::tokens::LEEWAY_SECS;
+    let ttl = deny_ttl(claims.exp);
     let key = deny_key(state, claims.jti);
     let denied = state
         .cache
-        .run_always(|mut conn| async move { conn.set_ex::<_, _, ()>(key, 1, ttl.max(1)).await })
+        .run_always(|mut conn| async move { conn.set_ex::<_, _, ()>(key, 1, ttl).await })
         .await;
     if let Err(err) = denied {
         tracing::warn!(error = %err, "redis unavailable: the revoked token is recorded in Postgres only");
@@ -65,19 +101,29 @@ pub async fn bump_generation(
         .await
         .context("bumping the token generation")?;
     let generation: i32 = row.get(0);
-    cache_generation(state, user_id, generation).await;
+    // No deny entry matters at the new generation: every token that could carry one is older.
+    cache_generation(state, user_id, generation, &[], GENERATION_CACHE_SECS).await;
     Ok(generation)
 }
 
-async fn cache_generation(state: &AppState, user_id: Uuid, generation: i32) {
-    let key = generation_key(state, user_id);
+/// Caches `generation` (and first the deny entries, `(jti, exp)`) unless a higher generation
+/// is cached already.
+async fn cache_generation(
+    state: &AppState,
+    user_id: Uuid,
+    generation: i32,
+    denied: &[(Uuid, i64)],
+    ttl_secs: u64,
+) {
+    let mut invocation = CACHE_GENERATION.key(generation_key(state, user_id));
+    invocation.arg(generation).arg(ttl_secs);
+    for (jti, exp) in denied {
+        invocation.key(deny_key(state, *jti)).arg(deny_ttl(*exp));
+    }
     // A cache fill: skipped while Redis is paused (see `Cache::run`).
     let cached = state
         .cache
-        .run(|mut conn| async move {
-            conn.set_ex::<_, _, ()>(key, generation, GENERATION_CACHE_SECS)
-                .await
-        })
+        .run(|mut conn| async move { invocation.invoke_async::<()>(&mut conn).await })
         .await;
     if let Err(err) = cached {
         tracing::warn!(error = %err, "redis unavailable: token generation not cached");
@@ -116,12 +162,21 @@ pub async fn ensure_not_revoked(state: &AppState, claims: &Claims) -> Result<(),
         .await;
     match cached {
         Ok((true, _)) => Err(revoked()),
+        Ok((false, Some(DELETED))) => Err(Refusal::NoSuchUser),
         Ok((false, Some(generation))) if claims.generation < generation => Err(revoked()),
         Ok((false, Some(_))) => Ok(()),
         Ok((false, None)) => {
             // Postgres also knows logouts that Redis missed while it refused writes.
             let (generation, denied) = from_postgres(state, claims).await?;
-            cache_generation(state, claims.sub, generation).await;
+            let deny_list = deny_list(state, claims.sub).await?;
+            cache_generation(
+                state,
+                claims.sub,
+                generation,
+                &deny_list,
+                GENERATION_CACHE_SECS,
+            )
+            .await;
             if denied || claims.generation < generation {
                 Err(revoked())
             } else {
@@ -155,15 +210,36 @@ async fn from_postgres(state: &AppState, claims: &Claims) -> Result<(i32, bool),
     Ok((row.get(0), row.get(1)))
 }
 
-/// After a user is deleted: drop the cached generation, so that the next check of any of their
-/// tokens reaches Postgres and finds no one.
+/// Every unexpired deny entry of the user, `(jti, exp)`, for a rebuild of the cache.
+async fn deny_list(state: &AppState, user_id: Uuid) -> Result<Vec<(Uuid, i64)>, Refusal> {
+    let conn = state.db.get().await.map_err(anyhow::Error::new)?;
+    let rows = conn
+        .query_typed(
+            "SELECT jti, extract(epoch FROM expires_at)::bigint FROM revoked_access_tokens
+             WHERE user_id = $1 AND expires_at > now() - make_interval(secs => $2)",
+            &[
+                (&user_id, Type::UUID),
+                (&(super::tokens::LEEWAY_SECS as f64), Type::FLOAT8),
+            ],
+        )
+        .await
+        .map_err(anyhow::Error::new)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// After a user is deleted: cache a tombstone generation that refuses every one of their
+/// tokens for as long as any could still be valid, and that no rebuild can lower.
 pub async fn forget_user(state: &AppState, user_id: Uuid) {
-    let key = generation_key(state, user_id);
+    let lifetime = state.config.jwt_expires_in.as_secs() + super::tokens::LEEWAY_SECS;
+    let mut invocation = CACHE_GENERATION.key(generation_key(state, user_id));
+    invocation
+        .arg(DELETED)
+        .arg(lifetime.max(GENERATION_CACHE_SECS));
     if let Err(err) = state
         .cache
-        .run_always(|mut conn| async move { conn.del::<_, ()>(key).await })
+        .run_always(|mut conn| async move { invocation.invoke_async::<()>(&mut conn).await })
         .await
     {
-        tracing::warn!(error = %err, "redis unavailable: cached token generation not dropped");
+        tracing::warn!(error = %err, "redis unavailable: deleted user's tombstone not cached");
     }
 }
