@@ -89,15 +89,14 @@ const NUL_MESSAGE: &str = "must not contain the character U+0000";
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // JSON can only carry U+0000 as the escape `\u0000`: the full walk runs only when it may.
-    if bytes.windows(6).any(|w| w == br"\u0000") {
-        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
-            if let Some(field) = nul_path(&value, String::new()) {
-                return Err(ApiError::Validation(vec![FieldError::new(
-                    field,
-                    NUL_MESSAGE,
-                )]));
-            }
-        }
+    if bytes.windows(6).any(|w| w == br"\u0000")
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(field) = nul_path(&value, String::new())
+    {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            field,
+            NUL_MESSAGE,
+        )]));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
