@@ -1,0 +1,535 @@
+//! Rules of AWS that the linters do not know, held against `template.yaml` and the workflows:
+//! each test names a way the first deploy (or a later one) would fail or ship something unsafe.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_yaml_ng::Value;
+
+fn repo_file(path: &str) -> String {
+    let full = crate::support::repo_root().join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
+}
+
+fn yaml(path: &str) -> Value {
+    serde_yaml_ng::from_str(&repo_file(path)).unwrap_or_else(|e| panic!("{path} is YAML: {e}"))
+}
+
+fn template() -> Value {
+    yaml("template.yaml")
+}
+
+/// The value under a CloudFormation tag (`!Ref X` → `X`), or the value itself.
+fn untag(v: &Value) -> &Value {
+    match v {
+        Value::Tagged(tagged) => &tagged.value,
+        other => other,
+    }
+}
+
+/// The tag of a short-form intrinsic (`!Ref`, `!Sub`, ...), without the `!`.
+fn tag(v: &Value) -> Option<String> {
+    match v {
+        Value::Tagged(tagged) => Some(tagged.tag.to_string().trim_start_matches('!').to_owned()),
+        _ => None,
+    }
+}
+
+/// The logical id a `!Ref X` names.
+fn ref_target(v: &Value) -> Option<&str> {
+    (tag(v).as_deref() == Some("Ref"))
+        .then(|| untag(v).as_str())
+        .flatten()
+}
+
+/// Every string inside a value, intrinsics included, joined: enough to ask what it mentions.
+fn text(v: &Value) -> String {
+    match untag(v) {
+        Value::String(s) => s.clone(),
+        Value::Sequence(items) => items.iter().map(text).collect::<Vec<_>>().join(" "),
+        Value::Mapping(map) => map
+            .iter()
+            .map(|(k, v)| format!("{} {}", text(k), text(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => serde_yaml_ng::to_string(other).unwrap_or_default(),
+    }
+}
+
+fn resources(template: &Value) -> BTreeMap<String, Value> {
+    template["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .map(|(k, v)| (k.as_str().expect("logical id").to_owned(), v.clone()))
+        .collect()
+}
+
+fn of_type(resources: &BTreeMap<String, Value>, ty: &str) -> BTreeMap<String, Value> {
+    resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(ty))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn events(function: &Value) -> Vec<(String, Value)> {
+    function["Properties"]["Events"]
+        .as_mapping()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_true(v: &Value) -> bool {
+    match untag(v) {
+        Value::Bool(b) => *b,
+        Value::String(s) => s.eq_ignore_ascii_case("true"),
+        // `!If [cond, true, false]`: true on at least one branch.
+        Value::Sequence(items) => items.iter().skip(1).any(is_true),
+        _ => false,
+    }
+}
+
+#[test]
+fn no_read_replica_has_a_source_whose_master_password_rds_manages() {
+    let template = template();
+    let resources = resources(&template);
+    let instances = of_type(&resources, "AWS::RDS::DBInstance");
+    let replicas: Vec<_> = instances
+        .iter()
+        .filter_map(|(id, r)| {
+            let source = &r["Properties"]["SourceDBInstanceIdentifier"];
+            (!source.is_null()).then(|| (id.clone(), ref_target(source).map(str::to_owned)))
+        })
+        .collect();
+    assert!(!replicas.is_empty(), "the template has a read replica");
+    for (replica, source) in replicas {
+        let source = source.unwrap_or_else(|| panic!("{replica}: the source is a !Ref"));
+        let primary = &instances[&source]["Properties"];
+        assert!(
+            !is_true(&primary["ManageMasterUserPassword"]),
+            "{replica} replicates {source}, whose master password RDS manages: RDS cannot create \
+             that replica"
+        );
+        assert!(
+            text(&primary["MasterUserPassword"]).contains("{{resolve:secretsmanager:"),
+            "{source}: the master password comes from a stack secret through a dynamic reference"
+        );
+    }
+}
+
+#[test]
+fn the_database_secret_is_attached_and_rotated_from_inside_the_vpc() {
+    let template = template();
+    let transforms = text(&template["Transform"]);
+    assert!(
+        transforms.contains("AWS::SecretsManager-"),
+        "HostedRotationLambda needs the AWS::SecretsManager transform"
+    );
+    let resources = resources(&template);
+    let attachments = of_type(&resources, "AWS::SecretsManager::SecretTargetAttachment");
+    let attached: BTreeMap<String, String> = attachments
+        .iter()
+        .filter_map(|(id, a)| {
+            let secret = ref_target(&a["Properties"]["SecretId"])?;
+            let target = ref_target(&a["Properties"]["TargetId"])?;
+            assert_eq!(
+                a["Properties"]["TargetType"].as_str(),
+                Some("AWS::RDS::DBInstance"),
+                "{id}"
+            );
+            Some((secret.to_owned(), target.to_owned()))
+        })
+        .collect();
+    let primary = &resources["Database"]["Properties"];
+    let secret = attached
+        .iter()
+        .find(|(_, target)| *target == "Database")
+        .map(|(secret, _)| secret.clone())
+        .expect("a SecretTargetAttachment names the primary");
+    assert!(
+        text(&primary["MasterUserPassword"]).contains(&format!("${{{secret}}}")),
+        "the primary's password is the attached secret {secret}"
+    );
+    assert!(
+        !resources[&secret]["Properties"]["GenerateSecretString"].is_null(),
+        "{secret} is generated at create time"
+    );
+    let rotations = of_type(&resources, "AWS::SecretsManager::RotationSchedule");
+    let rotation = rotations
+        .values()
+        .find(|r| {
+            let id = ref_target(&r["Properties"]["SecretId"]).unwrap_or_default();
+            id == secret || attachments.contains_key(id)
+        })
+        .expect("a RotationSchedule rotates the database secret");
+    let hosted = &rotation["Properties"]["HostedRotationLambda"];
+    assert!(
+        hosted["RotationType"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("PostgreSQL")),
+        "hosted PostgreSQL rotation"
+    );
+    assert!(
+        text(&hosted["VpcSubnetIds"]).contains("PrivateSubnet"),
+        "the rotation function runs in the private subnets"
+    );
+    let group = ref_target(&hosted["VpcSecurityGroupIds"]).expect("a security group of its own");
+    let egress = text(&resources[group]["Properties"]["SecurityGroupEgress"]);
+    assert!(
+        egress.contains("DatabaseSecurityGroup") && egress.contains("EndpointSecurityGroup"),
+        "{group} reaches Postgres and the Secrets Manager endpoint"
+    );
+    let endpoints = of_type(&resources, "AWS::EC2::VPCEndpoint");
+    assert!(
+        endpoints
+            .values()
+            .any(|e| text(&e["Properties"]["ServiceName"]).ends_with(".secretsmanager")),
+        "a route to Secrets Manager from the private subnets"
+    );
+}
+
+#[test]
+fn schedule_names_contain_the_stack_name() {
+    let template = template();
+    let resources = resources(&template);
+    let mut schedules = 0;
+    for (id, function) in of_type(&resources, "AWS::Serverless::Function") {
+        for (name, event) in events(&function) {
+            if !matches!(event["Type"].as_str(), Some("ScheduleV2" | "Schedule")) {
+                continue;
+            }
+            schedules += 1;
+            let given = &event["Properties"]["Name"];
+            assert!(
+                text(given).contains("${AWS::StackName}"),
+                "{id}.{name}: without a Name derived from the stack, SAM names the schedule \
+                 after its logical id and two stacks in one account collide"
+            );
+        }
+    }
+    for (id, schedule) in of_type(&resources, "AWS::Scheduler::Schedule") {
+        schedules += 1;
+        assert!(
+            text(&schedule["Properties"]["Name"]).contains("${AWS::StackName}"),
+            "{id}"
+        );
+    }
+    assert!(
+        schedules >= 3,
+        "the backup, drill and maintenance schedules"
+    );
+}
+
+#[test]
+fn every_http_function_is_published_with_an_alias_and_a_canary_rolled_back_by_alarms() {
+    let template = template();
+    let resources = resources(&template);
+    let alarms = of_type(&resources, "AWS::CloudWatch::Alarm");
+    let mut http_functions = 0;
+    for (id, function) in of_type(&resources, "AWS::Serverless::Function") {
+        let is_http = events(&function)
+            .iter()
+            .any(|(_, e)| e["Type"].as_str() == Some("HttpApi"));
+        if !is_http {
+            continue;
+        }
+        http_functions += 1;
+        let props = &function["Properties"];
+        assert!(
+            props["AutoPublishAlias"]
+                .as_str()
+                .is_some_and(|a| !a.is_empty()),
+            "{id} has an AutoPublishAlias"
+        );
+        let preference = &props["DeploymentPreference"];
+        let kind = preference["Type"].as_str().unwrap_or_default();
+        assert!(
+            kind.starts_with("Canary") || kind.starts_with("Linear"),
+            "{id}: a gradual deployment, not {kind:?}"
+        );
+        let named: Vec<&str> = preference["Alarms"]
+            .as_sequence()
+            .map(|a| a.iter().filter_map(ref_target).collect())
+            .unwrap_or_default();
+        let mut watches = BTreeSet::new();
+        for alarm in &named {
+            let alarm = alarms
+                .get(*alarm)
+                .unwrap_or_else(|| panic!("{id}: {alarm} is an alarm of the template"));
+            let p = &alarm["Properties"];
+            assert!(
+                text(&p["Dimensions"]).contains(&id) || text(&p["MetricName"]).contains("5xx"),
+                "{id}: its rollback alarms watch this function"
+            );
+            watches.insert(text(&p["MetricName"]));
+        }
+        assert!(
+            watches
+                .iter()
+                .any(|m| m.contains("5xx") || m.contains("Errors")),
+            "{id}: a rollback alarm on errors or 5xx, has {watches:?}"
+        );
+        assert!(
+            watches
+                .iter()
+                .any(|m| m.contains("Duration") || m.contains("Latency")),
+            "{id}: a rollback alarm on latency, has {watches:?}"
+        );
+    }
+    assert_eq!(http_functions, 4, "health, auth, users, uploads");
+}
+
+#[test]
+fn the_cloudfront_api_origin_sends_the_origin_verify_secret() {
+    let template = template();
+    let resources = resources(&template);
+    let distributions = of_type(&resources, "AWS::CloudFront::Distribution");
+    assert!(!distributions.is_empty(), "a CloudFront distribution");
+    for (id, distribution) in distributions {
+        let origins = distribution["Properties"]["DistributionConfig"]["Origins"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        let api: Vec<_> = origins
+            .iter()
+            .filter(|o| text(&o["DomainName"]).contains("execute-api"))
+            .collect();
+        assert!(!api.is_empty(), "{id} has the HTTP API as an origin");
+        for origin in api {
+            let headers = origin["OriginCustomHeaders"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default();
+            let verify = headers
+                .iter()
+                .find(|h| {
+                    h["HeaderName"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case("x-origin-verify"))
+                })
+                .unwrap_or_else(|| panic!("{id}: the API origin sends X-Origin-Verify"));
+            assert!(
+                text(&verify["HeaderValue"]).contains("{{resolve:secretsmanager:"),
+                "{id}: X-Origin-Verify comes from a secret, never a literal"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_http_api_has_no_default_route() {
+    let template = template();
+    let resources = resources(&template);
+    for (id, function) in of_type(&resources, "AWS::Serverless::Function") {
+        for (name, event) in events(&function) {
+            if event["Type"].as_str() == Some("HttpApi") {
+                assert_ne!(
+                    event["Properties"]["Path"].as_str().unwrap_or("$default"),
+                    "$default",
+                    "{id}.{name}: a $default route sends every unknown path to a function"
+                );
+            }
+        }
+    }
+    for (id, route) in of_type(&resources, "AWS::ApiGatewayV2::Route") {
+        assert_ne!(text(&route["Properties"]["RouteKey"]), "$default", "{id}");
+    }
+}
+
+#[test]
+fn the_http_api_throttles_the_credential_routes_and_catch_alls_on_their_own() {
+    let template = template();
+    let resources = resources(&template);
+    let api = &resources["HttpApi"]["Properties"];
+    let settings = api["RouteSettings"].as_mapping().expect("RouteSettings");
+    let mut declared = BTreeSet::new();
+    for function in of_type(&resources, "AWS::Serverless::Function").values() {
+        for (_, event) in events(function) {
+            if event["Type"].as_str() == Some("HttpApi") {
+                let p = &event["Properties"];
+                declared.insert(format!(
+                    "{} {}",
+                    p["Method"].as_str().unwrap_or("ANY").to_uppercase(),
+                    p["Path"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    for (key, value) in settings {
+        let key = key.as_str().expect("route key");
+        assert!(
+            declared.contains(key),
+            "RouteSettings names {key}, which is no route"
+        );
+        assert!(
+            !value["ThrottlingBurstLimit"].is_null() && !value["ThrottlingRateLimit"].is_null(),
+            "{key}"
+        );
+    }
+    for key in [
+        "POST /api/v1/auth/login",
+        "POST /api/v1/auth/register",
+        "ANY /api/v1/auth/{proxy+}",
+    ] {
+        assert!(
+            settings.contains_key(Value::String(key.into())),
+            "{key} is throttled"
+        );
+    }
+}
+
+/// Jobs of a workflow, by id.
+fn jobs(workflow: &Value) -> BTreeMap<String, Value> {
+    workflow["jobs"]
+        .as_mapping()
+        .expect("jobs")
+        .iter()
+        .map(|(k, v)| (k.as_str().expect("job id").to_owned(), v.clone()))
+        .collect()
+}
+
+fn needs(job: &Value) -> Vec<String> {
+    match &job["needs"] {
+        Value::String(one) => vec![one.clone()],
+        Value::Sequence(many) => many
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every job `id` waits for, directly or through others.
+fn all_needs(jobs: &BTreeMap<String, Value>, id: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = needs(&jobs[id]);
+    while let Some(next) = todo.pop() {
+        if seen.insert(next.clone()) {
+            todo.extend(needs(&jobs[&next]));
+        }
+    }
+    seen
+}
+
+fn runs(job: &Value) -> String {
+    job["steps"]
+        .as_sequence()
+        .map(|steps| {
+            steps
+                .iter()
+                .filter_map(|s| s["run"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn deploy_jobs_need_every_ci_job_to_have_passed() {
+    let ci = yaml(".github/workflows/ci.yml");
+    assert!(
+        !ci["on"]["workflow_call"].is_null(),
+        "ci.yml can be called by the deploy workflow"
+    );
+    let deploy = yaml(".github/workflows/deploy.yml");
+    let jobs = jobs(&deploy);
+    let ci_jobs: BTreeSet<String> = jobs
+        .iter()
+        .filter(|(_, j)| {
+            j["uses"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/workflows/ci.yml"))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(!ci_jobs.is_empty(), "deploy.yml runs ci.yml as a job");
+    let deploying: Vec<&String> = jobs
+        .iter()
+        .filter(|(_, j)| runs(j).contains("sam deploy"))
+        .map(|(id, _)| id)
+        .collect();
+    assert!(!deploying.is_empty(), "a job runs sam deploy");
+    for id in deploying {
+        let waits = all_needs(&jobs, id);
+        for ci_job in &ci_jobs {
+            assert!(
+                waits.contains(ci_job),
+                "{id} runs sam deploy without waiting for {ci_job}: a red build would ship"
+            );
+        }
+        let environment = text(&jobs[id]["environment"]);
+        assert!(
+            environment.contains("production"),
+            "{id} deploys production through the production environment (its reviewers)"
+        );
+        let script = runs(&jobs[id]);
+        assert!(
+            script.contains("--max-wait") || script.contains("max_wait"),
+            "{id}: sam deploy gets a max wait long enough for a first create"
+        );
+    }
+    let on = &deploy["on"];
+    assert!(
+        on["pull_request"].is_null() && on["pull_request_target"].is_null(),
+        "pull requests never deploy"
+    );
+}
+
+/// The commands that tests and the scripts they run start, and what must install each on a
+/// GitHub runner (words one of ci.yml's steps must contain).
+const STARTED_TOOLS: [(&str, &str, &[&str]); 5] = [
+    (
+        "/usr/lib/postgresql/15/bin",
+        "the Postgres 15 server binaries (initdb, pg_ctl)",
+        &["postgresql-15"],
+    ),
+    ("redis-server", "redis-server", &["redis-server"]),
+    ("moto_server", "moto", &["moto[server]"]),
+    ("openssl", "openssl", &["openssl"]),
+    ("cargo-nextest", "cargo-nextest", &["cargo-nextest"]),
+];
+
+#[test]
+fn ci_installs_every_tool_the_test_suite_starts() {
+    let sources: String = ["tests/it/support", "tests/it"]
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(crate::support::repo_root().join(dir))
+                .expect("tests dir")
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .chain(
+            ["scripts/services.sh", "scripts/test.sh"]
+                .into_iter()
+                .map(repo_file),
+        )
+        .collect();
+    let ci = yaml(".github/workflows/ci.yml");
+    let test_job = jobs(&ci)
+        .into_iter()
+        .find(|(_, j)| runs(j).contains("scripts/test.sh"))
+        .map(|(_, j)| j)
+        .expect("a ci.yml job runs scripts/test.sh");
+    assert_eq!(
+        test_job["runs-on"].as_str(),
+        Some("ubuntu-latest"),
+        "the test job runs on ubuntu-latest"
+    );
+    let installs = text(&test_job["steps"]);
+    for (started, what, words) in STARTED_TOOLS {
+        if !sources.contains(started) {
+            continue;
+        }
+        assert!(
+            words.iter().all(|w| installs.contains(w)),
+            "the tests start {started}, but no ci.yml step installs {what} ({words:?})"
+        );
+    }
+}
