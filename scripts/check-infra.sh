@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Offline checks of the deployable pieces: cfn-lint on the SAM template, and each environment's
-# parameters (including the connection budget) against it.
+# Offline checks of the deployable pieces: cfn-lint and `sam validate --lint` on the SAM template,
+# each environment's parameters (including the connection budget) against it, and actionlint on
+# the workflows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools="${TOOLS_VENV:-$HOME/.cache/backend-tools/venv}"
@@ -13,6 +14,16 @@ if ! command -v cfn-lint >/dev/null 2>&1; then
   export PATH="$tools/bin:$PATH"
 fi
 cfn-lint template.yaml
+# The SAM CLI in a virtual env of its own: it pins botocore versions that moto must not share.
+# `sam validate --lint` runs offline with a region and no credentials.
+sam_venv="${SAM_VENV:-$HOME/.cache/backend-tools/sam}"
+if [ ! -x "$sam_venv/bin/sam" ]; then
+  echo "check-infra: installing aws-sam-cli into $sam_venv"
+  python3 -m venv "$sam_venv"
+  "$sam_venv/bin/pip" install --quiet 'aws-sam-cli==1.170.0'
+fi
+SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 "$sam_venv/bin/sam" validate --lint \
+  --template-file template.yaml
 py=python3
 python3 -c 'import yaml' 2>/dev/null || py="$tools/bin/python"
 "$py" infra/check_params.py check

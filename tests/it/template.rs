@@ -431,8 +431,18 @@ fn runs(job: &Value) -> String {
 #[test]
 fn deploy_jobs_need_every_ci_job_to_have_passed() {
     let ci = yaml(".github/workflows/ci.yml");
+    let triggers = |workflow: &Value| -> BTreeSet<String> {
+        workflow["on"]
+            .as_mapping()
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     assert!(
-        !ci["on"]["workflow_call"].is_null(),
+        triggers(&ci).contains("workflow_call"),
         "ci.yml can be called by the deploy workflow"
     );
     let deploy = yaml(".github/workflows/deploy.yml");
@@ -472,9 +482,9 @@ fn deploy_jobs_need_every_ci_job_to_have_passed() {
             "{id}: sam deploy gets a max wait long enough for a first create"
         );
     }
-    let on = &deploy["on"];
+    let on = triggers(&deploy);
     assert!(
-        on["pull_request"].is_null() && on["pull_request_target"].is_null(),
+        !on.contains("pull_request") && !on.contains("pull_request_target"),
         "pull requests never deploy"
     );
 }
@@ -522,7 +532,32 @@ fn ci_installs_every_tool_the_test_suite_starts() {
         Some("ubuntu-latest"),
         "the test job runs on ubuntu-latest"
     );
-    let installs = text(&test_job["steps"]);
+    // Lines of the job's steps that install something: `run` lines naming an installer, and the
+    // tools given to install actions.
+    let steps = test_job["steps"].as_sequence().cloned().unwrap_or_default();
+    let installs: String = steps
+        .iter()
+        .flat_map(|step| {
+            let runs = step["run"]
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| {
+                    [
+                        "apt-get install",
+                        "pip install",
+                        "pip\" install",
+                        "cargo install",
+                    ]
+                    .iter()
+                    .any(|i| l.contains(i))
+                });
+            let runs: Vec<String> = runs.map(str::to_owned).collect();
+            let tools = step["with"]["tool"].as_str().map(str::to_owned);
+            runs.into_iter().chain(tools)
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     for (started, what, words) in STARTED_TOOLS {
         if !sources.contains(started) {
             continue;
@@ -532,4 +567,205 @@ fn ci_installs_every_tool_the_test_suite_starts() {
             "the tests start {started}, but no ci.yml step installs {what} ({words:?})"
         );
     }
+}
+
+/// `scripts/preflight.sh` against stand-ins for `aws` and `gh`, on parameters written to a
+/// folder of its own. Each stand-in answers from the variables the test sets.
+struct Preflight {
+    dir: std::path::PathBuf,
+}
+
+impl Preflight {
+    const AWS: &'static str = r#"#!/usr/bin/env bash
+case "$1 $2" in
+  "acm describe-certificate") echo "${STUB_CERT_STATUS:-ISSUED}" ;;
+  "cloudformation describe-stacks") [ -n "${STUB_CF_DOMAIN:-}" ] && echo "$STUB_CF_DOMAIN" || exit 254 ;;
+  "service-quotas get-service-quota") echo "${STUB_QUOTA:-1000.0}" ;;
+  "lambda get-account-settings") echo "${STUB_UNRESERVED:-1000}" ;;
+  "lambda get-function-concurrency") exit 254 ;;
+  *) echo "unexpected aws $*" >&2; exit 2 ;;
+esac
+"#;
+    const GH: &'static str = r#"#!/usr/bin/env bash
+[ "$1 $2" = "variable list" ] || exit 2
+echo "${STUB_GH_VARS:-}" | tr ',' '\n'
+"#;
+
+    fn new(params: &serde_json::Value) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "preflight-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).expect("temp dir");
+        for (name, body) in [("aws", Self::AWS), ("gh", Self::GH)] {
+            let path = bin.join(name);
+            std::fs::write(&path, body).expect("stub");
+            let mut perms = std::fs::metadata(&path).expect("stub").permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+            std::fs::set_permissions(&path, perms).expect("chmod");
+        }
+        let env = params["Environment"].as_str().expect("Environment");
+        std::fs::write(dir.join(format!("{env}.json")), params.to_string()).expect("params");
+        Self { dir }
+    }
+
+    /// Runs the preflight for `env`; the exit status and everything it printed.
+    fn run(&self, env: &str, vars: &[(&str, &str)]) -> (bool, String) {
+        let path = format!(
+            "{}:{}",
+            self.dir.join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(crate::support::repo_root().join("scripts/preflight.sh"))
+            .arg(env)
+            .env("PATH", path)
+            .env("PREFLIGHT_PARAMS_DIR", &self.dir)
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_OUTPUT")
+            .env_remove("AWS_DEPLOY_ROLE_ARN")
+            .env_remove("AWS_CFN_EXECUTION_ROLE_ARN");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("bash runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+}
+
+impl Drop for Preflight {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn env_params(env: &str) -> serde_json::Value {
+    serde_json::from_str(&repo_file(&format!("infra/{env}.json"))).expect("infra/<env>.json")
+}
+
+const GH_VARS: (&str, &str) = (
+    "STUB_GH_VARS",
+    "AWS_DEPLOY_ROLE_ARN,AWS_CFN_EXECUTION_ROLE_ARN",
+);
+
+#[test]
+fn the_preflight_passes_the_committed_parameters_without_a_custom_domain() {
+    for env in ["staging", "production"] {
+        let preflight = Preflight::new(&env_params(env));
+        let (passed, out) = preflight.run(env, &[GH_VARS]);
+        assert!(passed, "{env}: {out}");
+        assert!(out.contains("needs_web_origin=true"), "{env}: {out}");
+        let (passed, out) = preflight.run(
+            env,
+            &[GH_VARS, ("STUB_CF_DOMAIN", "d111111abcdef8.cloudfront.net")],
+        );
+        assert!(passed, "{env}: {out}");
+        assert!(
+            out.contains("web_origin=https://d111111abcdef8.cloudfront.net"),
+            "{env}: the web origin comes from the stack's output: {out}"
+        );
+    }
+}
+
+#[test]
+fn the_preflight_refuses_placeholder_parameters() {
+    let mut params = env_params("production");
+    params["WebOrigin"] = "https://app.example.com".into();
+    params["AlarmEmail"] = "oncall@example.com".into();
+    let (passed, out) = Preflight::new(&params).run("production", &[GH_VARS]);
+    assert!(!passed, "{out}");
+    assert!(out.contains("refused  production: WebOrigin="), "{out}");
+    assert!(out.contains("refused  production: AlarmEmail="), "{out}");
+}
+
+#[test]
+fn the_preflight_refuses_a_certificate_cloudfront_cannot_use() {
+    let mut params = env_params("production");
+    params["DomainName"] = "api.backend.test".into();
+    params["WebOrigin"] = "https://api.backend.test".into();
+    params["CertificateArn"] =
+        "arn:aws:acm:eu-west-1:210987654321:certificate/1f2e3d4c-aaaa-bbbb-cccc-0123456789ab"
+            .into();
+    let preflight = Preflight::new(&params);
+    let (passed, out) = preflight.run("production", &[GH_VARS]);
+    assert!(!passed, "{out}");
+    assert!(out.contains("is in eu-west-1"), "{out}");
+
+    params["CertificateArn"] =
+        "arn:aws:acm:us-east-1:210987654321:certificate/1f2e3d4c-aaaa-bbbb-cccc-0123456789ab"
+            .into();
+    let preflight = Preflight::new(&params);
+    let (passed, out) = preflight.run("production", &[GH_VARS]);
+    assert!(passed, "an issued us-east-1 certificate passes: {out}");
+    let (passed, out) = preflight.run(
+        "production",
+        &[GH_VARS, ("STUB_CERT_STATUS", "PENDING_VALIDATION")],
+    );
+    assert!(!passed, "{out}");
+    assert!(out.contains("PENDING_VALIDATION, not ISSUED"), "{out}");
+
+    params
+        .as_object_mut()
+        .expect("object")
+        .remove("CertificateArn");
+    let (passed, out) = Preflight::new(&params).run("production", &[GH_VARS]);
+    assert!(!passed, "{out}");
+    assert!(out.contains("needs CertificateArn"), "{out}");
+}
+
+#[test]
+fn the_preflight_refuses_a_lambda_concurrency_quota_too_small_for_the_reservations() {
+    // Production reserves 162; Lambda keeps 100 unreserved.
+    let preflight = Preflight::new(&env_params("production"));
+    let (passed, out) = preflight.run("production", &[GH_VARS, ("STUB_QUOTA", "10.0")]);
+    assert!(!passed, "a new account's quota of 10: {out}");
+    assert!(out.contains("request at least 262"), "{out}");
+    let (passed, out) = preflight.run(
+        "production",
+        &[
+            GH_VARS,
+            ("STUB_QUOTA", "1000.0"),
+            ("STUB_UNRESERVED", "200"),
+        ],
+    );
+    assert!(!passed, "staging already holds most of it: {out}");
+    assert!(out.contains("under the 100 Lambda keeps"), "{out}");
+    let (passed, out) = preflight.run(
+        "production",
+        &[GH_VARS, ("STUB_QUOTA", "262.0"), ("STUB_UNRESERVED", "262")],
+    );
+    assert!(passed, "exactly enough: {out}");
+}
+
+#[test]
+fn the_preflight_refuses_missing_github_variables() {
+    let preflight = Preflight::new(&env_params("staging"));
+    let (passed, out) = preflight.run("staging", &[("STUB_GH_VARS", "AWS_DEPLOY_ROLE_ARN")]);
+    assert!(!passed, "{out}");
+    assert!(
+        out.contains("the GitHub variable AWS_CFN_EXECUTION_ROLE_ARN is not set"),
+        "{out}"
+    );
+    let (passed, out) = preflight.run(
+        "staging",
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            (
+                "AWS_DEPLOY_ROLE_ARN",
+                "arn:aws:iam::210987654321:role/deploy",
+            ),
+        ],
+    );
+    assert!(!passed, "inside GitHub Actions: {out}");
+    assert!(
+        out.contains("the GitHub variable AWS_CFN_EXECUTION_ROLE_ARN is not set"),
+        "{out}"
+    );
 }
