@@ -13,7 +13,8 @@
 #     ACM certificates from us-east-1), or one that is not ISSUED;
 #   - a Lambda concurrency quota, or an unreserved concurrency, too small for the reserved
 #     concurrency of the stack's functions plus the 100 that Lambda always keeps unreserved;
-#   - a missing GitHub variable (AWS_DEPLOY_ROLE_ARN, AWS_CFN_EXECUTION_ROLE_ARN): read from the
+#   - a missing GitHub variable (AWS_DEPLOY_ROLE_ARN, AWS_CFN_EXECUTION_ROLE_ARN,
+#     SAM_ARTIFACTS_BUCKET): read from the
 #     environment inside GitHub Actions, else with `gh variable list --env ENV`.
 #
 # Without a custom domain (no DomainName and no WebOrigin in infra/ENV.json) the web origin is the
@@ -150,7 +151,7 @@ else
 fi
 
 # 4. GitHub variables of the environment.
-required_vars=(AWS_DEPLOY_ROLE_ARN AWS_CFN_EXECUTION_ROLE_ARN)
+required_vars=(AWS_DEPLOY_ROLE_ARN AWS_CFN_EXECUTION_ROLE_ARN SAM_ARTIFACTS_BUCKET)
 if [ "${GITHUB_ACTIONS:-}" = "true" ]; then
   for v in "${required_vars[@]}"; do
     if [ -z "${!v:-}" ]; then

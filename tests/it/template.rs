@@ -626,7 +626,8 @@ echo "${STUB_GH_VARS:-}" | tr ',' '\n'
             .env_remove("GITHUB_ACTIONS")
             .env_remove("GITHUB_OUTPUT")
             .env_remove("AWS_DEPLOY_ROLE_ARN")
-            .env_remove("AWS_CFN_EXECUTION_ROLE_ARN");
+            .env_remove("AWS_CFN_EXECUTION_ROLE_ARN")
+            .env_remove("SAM_ARTIFACTS_BUCKET");
         for (k, v) in vars {
             cmd.env(k, v);
         }
@@ -652,7 +653,7 @@ fn env_params(env: &str) -> serde_json::Value {
 
 const GH_VARS: (&str, &str) = (
     "STUB_GH_VARS",
-    "AWS_DEPLOY_ROLE_ARN,AWS_CFN_EXECUTION_ROLE_ARN",
+    "AWS_DEPLOY_ROLE_ARN,AWS_CFN_EXECUTION_ROLE_ARN,SAM_ARTIFACTS_BUCKET",
 );
 
 #[test]
