@@ -770,3 +770,74 @@ fn the_preflight_refuses_missing_github_variables() {
         "{out}"
     );
 }
+
+/// What CloudFront's header means to the functions, through the real app and its layers.
+mod origin_verify {
+    use crate::support::{Settings, TestApp, request};
+    use axum::body::Body;
+    use http::Method;
+
+    const SECRET: &str = "cloudfront-origin-verify-value-0123456789";
+
+    fn get(path: &str, header: Option<&str>) -> http::Request<Body> {
+        let mut req = request(Method::GET, path);
+        if let Some(value) = header {
+            req = req.header("x-origin-verify", value);
+        }
+        req.body(Body::empty()).expect("request")
+    }
+
+    #[tokio::test]
+    async fn with_a_secret_a_request_around_cloudfront_is_refused_before_any_route() {
+        let app =
+            TestApp::spawn_with(Settings::default().set("ORIGIN_VERIFY_SECRET", SECRET)).await;
+        for header in [None, Some("a-guess")] {
+            let res = app.send(get("/ready", header)).await;
+            assert_eq!(res.status, 403, "{header:?}");
+            assert_eq!(res.problem().code, "forbidden");
+            assert!(
+                res.header("x-request-id").is_some(),
+                "a refused request still gets the layers of every response"
+            );
+            let res = app.send(get("/api/v1/users/me", header)).await;
+            assert_eq!(res.status, 403, "before authentication: {header:?}");
+        }
+        let res = app.send(get("/ready", Some(SECRET))).await;
+        assert_eq!(res.status, 200);
+    }
+
+    #[tokio::test]
+    async fn during_a_rotation_the_previous_value_is_accepted_too() {
+        let app = TestApp::spawn_with(Settings::default().set("ORIGIN_VERIFY_SECRET", SECRET).set(
+            "ORIGIN_VERIFY_PREVIOUS_SECRET",
+            "the-value-before-the-rotation",
+        ))
+        .await;
+        assert_eq!(app.send(get("/ready", Some(SECRET))).await.status, 200);
+        let res = app
+            .send(get("/ready", Some("the-value-before-the-rotation")))
+            .await;
+        assert_eq!(res.status, 200);
+        assert_eq!(app.send(get("/ready", Some("other"))).await.status, 403);
+    }
+
+    #[tokio::test]
+    async fn unset_in_development_and_test_every_request_is_allowed() {
+        let app = TestApp::spawn().await;
+        assert_eq!(app.send(get("/ready", None)).await.status, 200);
+    }
+
+    #[tokio::test]
+    async fn unset_in_staging_or_production_every_request_is_refused() {
+        for env in ["staging", "production"] {
+            let app = TestApp::spawn_with(Settings::default().set("APP_ENV", env)).await;
+            let res = app.send(get("/ready", None)).await;
+            assert_eq!(
+                res.status, 403,
+                "{env}: a deployed function never falls open"
+            );
+            let res = app.send(get("/ready", Some(SECRET))).await;
+            assert_eq!(res.status, 403, "{env}");
+        }
+    }
+}

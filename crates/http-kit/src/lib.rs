@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod lambda;
 pub mod layers;
+pub mod origin_verify;
 pub mod pagination;
 pub mod rate_limit;
 
