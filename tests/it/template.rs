@@ -841,3 +841,72 @@ mod origin_verify {
         }
     }
 }
+
+#[test]
+fn each_deploy_role_trusts_only_its_own_github_environment() {
+    let bootstrap = yaml("infra/bootstrap.yaml");
+    let resources = resources(&bootstrap);
+    assert!(
+        !resources["GitHubOidcProvider"]["Condition"].is_null(),
+        "an account may already have GitHub's OIDC provider"
+    );
+    let deploy = yaml(".github/workflows/deploy.yml");
+    let session: u64 = jobs(&deploy)
+        .values()
+        .flat_map(|j| j["steps"].as_sequence().cloned().unwrap_or_default())
+        .find_map(|s| {
+            s["with"]["role-duration-seconds"]
+                .as_u64()
+                .or_else(|| s["with"]["role-duration-seconds"].as_str()?.parse().ok())
+        })
+        .expect("deploy.yml asks for a role session length");
+    assert!(session >= 3 * 3600, "a first create can take over an hour");
+    for (id, env) in [
+        ("StagingDeployRole", "staging"),
+        ("ProductionDeployRole", "production"),
+    ] {
+        let role = &resources[id]["Properties"];
+        let statements = role["AssumeRolePolicyDocument"]["Statement"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(statements.len(), 1, "{id}: one way in");
+        let trust = &statements[0];
+        assert_eq!(
+            trust["Action"].as_str(),
+            Some("sts:AssumeRoleWithWebIdentity")
+        );
+        assert!(
+            trust["Condition"]["StringLike"].is_null(),
+            "{id}: no wildcard in the subject"
+        );
+        let equals = &trust["Condition"]["StringEquals"];
+        assert_eq!(
+            equals["token.actions.githubusercontent.com:aud"].as_str(),
+            Some("sts.amazonaws.com"),
+            "{id}"
+        );
+        assert_eq!(
+            text(&equals["token.actions.githubusercontent.com:sub"]),
+            format!("repo:${{GitHubOwner}}/${{GitHubRepository}}:environment:{env}"),
+            "{id}: trusted only for the {env} environment of this repository"
+        );
+        assert!(
+            role["MaxSessionDuration"].as_u64().unwrap_or(3600) >= session,
+            "{id}: allows the session deploy.yml asks for"
+        );
+    }
+    let execution = &resources["CloudFormationExecutionRole"]["Properties"];
+    assert_eq!(
+        text(&execution["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]),
+        "Service cloudformation.amazonaws.com",
+        "only CloudFormation can act as the execution role"
+    );
+    let common = text(&resources["DeployCommonPolicy"]["Properties"]["PolicyDocument"]);
+    assert!(
+        common.contains("iam:PassRole")
+            && common.contains("CloudFormationExecutionRole.Arn")
+            && common.contains("iam:PassedToService"),
+        "the deploy roles pass the execution role, to CloudFormation only"
+    );
+}
