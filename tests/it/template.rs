@@ -910,3 +910,144 @@ fn each_deploy_role_trusts_only_its_own_github_environment() {
         "the deploy roles pass the execution role, to CloudFormation only"
     );
 }
+
+/// The application's own login: the migrate function creates it from its secret, with only the
+/// privileges the application needs, and keeps it in step with rotations.
+mod app_role {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    use serde_json::json;
+
+    use crate::support::{
+        moto,
+        throwaway::{PgOptions, ThrowawayPostgres},
+    };
+
+    async fn secrets() -> aws_sdk_secretsmanager::Client {
+        moto::ensure_running().await;
+        aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(moto::ENDPOINT)
+                .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+                .build(),
+        )
+    }
+
+    fn login(user: &str, password: &str) -> String {
+        json!({"username": user, "password": password, "engine": "postgres", "host": "127.0.0.1",
+               "dbname": "postgres", "masterarn": "arn:aws:secretsmanager:us-east-1:000000000000:secret:master"})
+            .to_string()
+    }
+
+    async fn up(pg: &ThrowawayPostgres, arn: &str, command: migrate::Request) {
+        let (url, arn) = (pg.superuser_url(), arn.to_owned());
+        let config = platform::config::Config::from_lookup(move |name| match name {
+            "DATABASE_URL" => Some(url.clone()),
+            "APP_ENV" => Some("production".into()),
+            "APP_DATABASE_SECRET_ARN" => Some(arn.clone()),
+            "AWS_ENDPOINT_URL" => Some(moto::ENDPOINT.into()),
+            _ => None,
+        })
+        .expect("config");
+        migrate::handle(&config, command).await.expect("migrate");
+    }
+
+    async fn connect(
+        pg: &ThrowawayPostgres,
+        user: &str,
+        password: &str,
+    ) -> Option<tokio_postgres::Client> {
+        let (client, conn) =
+            tokio_postgres::connect(&pg.url(user, password, "postgres"), tokio_postgres::NoTls)
+                .await
+                .ok()?;
+        tokio::spawn(conn);
+        Some(client)
+    }
+
+    #[tokio::test]
+    async fn the_application_logs_in_as_its_own_role_with_only_the_rights_it_needs() {
+        let pg = ThrowawayPostgres::start(&PgOptions::default());
+        let sm = secrets().await;
+        let arn = sm
+            .create_secret()
+            .name(format!("app-login-{}", uuid::Uuid::new_v4().simple()))
+            .secret_string(login("app_user", "first-app-password"))
+            .send()
+            .await
+            .expect("secret")
+            .arn()
+            .expect("arn")
+            .to_owned();
+        up(&pg, &arn, migrate::Request::UP).await;
+
+        let app = connect(&pg, "app_user", "first-app-password")
+            .await
+            .expect("the secret's login works");
+        app.execute(
+            "INSERT INTO users (id, email, name, password_hash) VALUES (gen_random_uuid(), 'a@b.test', 'A', 'h')",
+            &[],
+        )
+        .await
+        .expect("the application writes its tables");
+        app.query_one("SELECT count(*) FROM users", &[])
+            .await
+            .expect("and reads them");
+        for forbidden in [
+            "SELECT * FROM schema_migrations",
+            "CREATE TABLE intruder (x int)",
+            "DROP TABLE users",
+            "CREATE ROLE intruder",
+        ] {
+            assert!(
+                app.batch_execute(forbidden).await.is_err(),
+                "the application may not: {forbidden}"
+            );
+        }
+
+        // A rotation: the multi-user scheme's next login is the clone, with a new password.
+        sm.put_secret_value()
+            .secret_id(&arn)
+            .secret_string(login("app_user_clone", "second-app-password"))
+            .send()
+            .await
+            .expect("rotate");
+        up(
+            &pg,
+            &arn,
+            migrate::Request {
+                command: migrate::Command::Status,
+            },
+        )
+        .await;
+        assert!(
+            connect(&pg, "app_user_clone", "second-app-password")
+                .await
+                .is_none(),
+            "status changes nothing"
+        );
+        up(&pg, &arn, migrate::Request::UP).await;
+        let clone = connect(&pg, "app_user_clone", "second-app-password")
+            .await
+            .expect("the rotated login works after up");
+        clone
+            .query_one("SELECT count(*) FROM users", &[])
+            .await
+            .expect("with the same rights");
+
+        // The secret's password is the truth: one changed behind its back is set back.
+        pg.psql("ALTER ROLE app_user_clone PASSWORD 'changed-by-hand'");
+        up(&pg, &arn, migrate::Request::UP).await;
+        assert!(
+            connect(&pg, "app_user_clone", "second-app-password")
+                .await
+                .is_some()
+        );
+        assert!(
+            connect(&pg, "app_user_clone", "changed-by-hand")
+                .await
+                .is_none()
+        );
+    }
+}

@@ -106,6 +106,9 @@ pub struct Config {
     /// Where the daily backups go (`backups/...`).
     pub backup_bucket: String,
     pub aws_endpoint_url: Option<String>,
+    /// `APP_DATABASE_SECRET_ARN` (the migrate function only): the secret of the application's
+    /// own database login, which the migrate function creates and keeps in step with it.
+    pub app_database_secret_arn: Option<String>,
 }
 
 /// Images, PDF and plain text.
@@ -237,6 +240,7 @@ impl Config {
                 .get("BACKUP_BUCKET")
                 .unwrap_or_else(|| format!("{app_name}-backups")),
             aws_endpoint_url: env.get("AWS_ENDPOINT_URL"),
+            app_database_secret_arn: env.get("APP_DATABASE_SECRET_ARN"),
         })
     }
 
