@@ -145,15 +145,14 @@ fn the_database_secret_is_attached_and_rotated_from_inside_the_vpc() {
         })
         .collect();
     let primary = &resources["Database"]["Properties"];
+    let password = text(&primary["MasterUserPassword"]);
     let secret = attached
         .iter()
-        .find(|(_, target)| *target == "Database")
+        .find(|(secret, target)| {
+            *target == "Database" && password.contains(&format!("${{{secret}}}"))
+        })
         .map(|(secret, _)| secret.clone())
-        .expect("a SecretTargetAttachment names the primary");
-    assert!(
-        text(&primary["MasterUserPassword"]).contains(&format!("${{{secret}}}")),
-        "the primary's password is the attached secret {secret}"
-    );
+        .expect("the primary's password is a secret attached to it (SecretTargetAttachment)");
     assert!(
         !resources[&secret]["Properties"]["GenerateSecretString"].is_null(),
         "{secret} is generated at create time"
@@ -1050,4 +1049,46 @@ mod app_role {
                 .is_none()
         );
     }
+}
+
+#[test]
+fn the_http_functions_connect_with_the_applications_own_login_not_the_master() {
+    let template = template();
+    let resources = resources(&template);
+    let master = "DatabaseSecret";
+    let global = ref_target(
+        &template["Globals"]["Function"]["Environment"]["Variables"]["DATABASE_SECRET_ARN"],
+    )
+    .expect("a global DATABASE_SECRET_ARN");
+    for (id, function) in of_type(&resources, "AWS::Serverless::Function") {
+        let own = &function["Properties"]["Environment"]["Variables"]["DATABASE_SECRET_ARN"];
+        let secret = ref_target(own).unwrap_or(global);
+        let is_http = events(&function)
+            .iter()
+            .any(|(_, e)| e["Type"].as_str() == Some("HttpApi"));
+        if is_http {
+            assert_ne!(secret, master, "{id} connects as the master user");
+        }
+    }
+    let app = global;
+    let rotation = of_type(&resources, "AWS::SecretsManager::RotationSchedule")
+        .into_values()
+        .find(|r| {
+            let id = ref_target(&r["Properties"]["SecretId"]).unwrap_or_default();
+            id == app || text(&resources[id]["Properties"]["SecretId"]) == app
+        })
+        .expect("the application's secret rotates");
+    let hosted = &rotation["Properties"]["HostedRotationLambda"];
+    assert_eq!(hosted["RotationType"].as_str(), Some("PostgreSQLMultiUser"));
+    assert_eq!(ref_target(&hosted["MasterSecretArn"]), Some(master));
+    assert!(
+        text(&resources[app]["Properties"]["GenerateSecretString"]).contains("masterarn"),
+        "the multi-user rotation finds the master secret through masterarn"
+    );
+    let migrate = &resources["MigrateFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        ref_target(&migrate["APP_DATABASE_SECRET_ARN"]),
+        Some(app),
+        "the migrate function creates the login its secret names"
+    );
 }
