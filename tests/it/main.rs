@@ -16,5 +16,6 @@ mod rate_limit;
 mod resilience;
 mod secrets;
 mod shutdown;
+mod template;
 mod uploads;
 mod users;

@@ -53,6 +53,8 @@ struct Fixture {
     vars: HashMap<&'static str, String>,
 }
 
+const ORIGIN_VERIFY: &str = "origin-verify-value-from-the-app-secret";
+
 async fn fixture() -> Fixture {
     let pg = ThrowawayPostgres::start(&PgOptions::default());
     pg.psql("CREATE ROLE app LOGIN PASSWORD 'first-password'");
@@ -64,7 +66,7 @@ async fn fixture() -> Fixture {
     .await;
     let app_arn = create_secret(
         &client,
-        &json!({"JWT_SECRET": JWT, "RATE_LIMIT_MAX": "1000"}),
+        &json!({"JWT_SECRET": JWT, "RATE_LIMIT_MAX": "1000", "ORIGIN_VERIFY_SECRET": ORIGIN_VERIFY}),
     )
     .await;
     let vars = HashMap::from([
@@ -93,7 +95,9 @@ async fn fixture() -> Fixture {
 async fn health(state: &Platform) -> u16 {
     let res = crate::support::send_to(
         &local::app(state).await.expect("routes"),
+        // As CloudFront sends it: production refuses requests without it.
         crate::support::request(http::Method::GET, "/health")
+            .header("x-origin-verify", ORIGIN_VERIFY)
             .body(axum::body::Body::empty())
             .expect("req"),
     )

@@ -67,6 +67,10 @@ pub fn app(routes: Router, state: &Platform) -> Router {
             state.clone(),
             crate::rate_limit::limit,
         ))
+        .layer(middleware::from_fn_with_state(
+            crate::origin_verify::OriginPolicy::from_config(config),
+            crate::origin_verify::check,
+        ))
         .layer(middleware::from_fn(request_scope))
         .layer(cors(config))
         .layer(

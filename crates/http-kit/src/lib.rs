@@ -8,6 +8,7 @@ pub mod extract;
 pub mod lambda;
 pub mod layers;
 pub mod openapi;
+pub mod origin_verify;
 pub mod pagination;
 pub mod rate_limit;
 

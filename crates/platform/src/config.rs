@@ -6,7 +6,9 @@
 
 use std::{fmt, str::FromStr, time::Duration};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
+/// Re-exported so that crates holding a setting need no secrecy dependency of their own.
+pub use secrecy::SecretString;
 
 /// A configuration problem, worded as the one line an operator needs to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +89,13 @@ pub struct Config {
     pub rate_limit_max: u32,
     pub rate_limit_window: Duration,
     pub trust_forwarded_for: bool,
+    /// `ORIGIN_VERIFY_SECRET`: the value CloudFront sends as `X-Origin-Verify`. Requests without
+    /// it are refused; unset, they are all allowed in development and test, and all refused in
+    /// staging and production (`http_kit::origin_verify`).
     pub origin_verify_secret: Option<SecretString>,
+    /// `ORIGIN_VERIFY_PREVIOUS_SECRET`: the value before a rotation, accepted until CloudFront
+    /// sends the new one.
+    pub origin_verify_previous_secret: Option<SecretString>,
     pub log_level: String,
     pub sentry_dsn: Option<SecretString>,
     pub uploads_bucket: String,
@@ -98,6 +106,9 @@ pub struct Config {
     /// Where the daily backups go (`backups/...`).
     pub backup_bucket: String,
     pub aws_endpoint_url: Option<String>,
+    /// `APP_DATABASE_SECRET_ARN` (the migrate function only): the secret of the application's
+    /// own database login, which the migrate function creates and keeps in step with it.
+    pub app_database_secret_arn: Option<String>,
 }
 
 /// Images, PDF and plain text.
@@ -207,6 +218,7 @@ impl Config {
                 .duration_or("RATE_LIMIT_WINDOW", Duration::from_secs(15 * 60))?,
             trust_forwarded_for: env.parse_or("TRUST_FORWARDED_FOR", false, "true or false")?,
             origin_verify_secret: env.get("ORIGIN_VERIFY_SECRET").map(Into::into),
+            origin_verify_previous_secret: env.get("ORIGIN_VERIFY_PREVIOUS_SECRET").map(Into::into),
             log_level: env.get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             sentry_dsn: env.get("SENTRY_DSN").map(Into::into),
             uploads_bucket: env
@@ -228,6 +240,7 @@ impl Config {
                 .get("BACKUP_BUCKET")
                 .unwrap_or_else(|| format!("{app_name}-backups")),
             aws_endpoint_url: env.get("AWS_ENDPOINT_URL"),
+            app_database_secret_arn: env.get("APP_DATABASE_SECRET_ARN"),
         })
     }
 

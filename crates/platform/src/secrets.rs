@@ -131,6 +131,15 @@ async fn read_database_secret(client: &Client, arn: &str) -> anyhow::Result<Data
         .map_err(|_| anyhow::anyhow!("the secret is not the RDS secret JSON"))
 }
 
+/// The login (`username`, `password`) held by a database secret: the JSON that RDS, the
+/// stack and Secrets Manager's rotation functions use.
+pub async fn database_login(config: &Config, arn: &str) -> anyhow::Result<(String, SecretString)> {
+    let region = std::env::var("AWS_REGION").ok();
+    let client = client(config.aws_endpoint_url.clone(), region).await;
+    let secret = read_database_secret(&client, arn).await?;
+    Ok((secret.username, SecretString::from(secret.password)))
+}
+
 fn refresher(client: Client, arn: String, base: Option<String>) -> crate::db::CredentialRefresh {
     Arc::new(move || {
         let (client, arn, base) = (client.clone(), arn.clone(), base.clone());

@@ -2,6 +2,8 @@
 //! invokes it with `{"command":"up"}` (or `"status"`) after `sam deploy`, and fails the
 //! deployment when the answer is an error.
 
+pub mod app_role;
+
 use migrator::{Migrator, State};
 use platform::{
     config::Config,
@@ -58,7 +60,11 @@ pub async fn handle(config: &Config, request: Request) -> anyhow::Result<Respons
     let mut conn =
         db::connect_once(&config.database_url, &PoolSettings::from_config(config)).await?;
     let applied = match request.command {
-        Command::Up => migrator.up(&mut conn).await?,
+        Command::Up => {
+            let applied = migrator.up(&mut conn).await?;
+            app_role::ensure_from_config(config, &mut conn).await?;
+            applied
+        }
         Command::Status => Vec::new(),
     };
     for name in &applied {

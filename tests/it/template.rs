@@ -1,0 +1,1094 @@
+//! Rules of AWS that the linters do not know, held against `template.yaml` and the workflows:
+//! each test names a way the first deploy (or a later one) would fail or ship something unsafe.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_yaml_ng::Value;
+
+fn repo_file(path: &str) -> String {
+    let full = crate::support::repo_root().join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
+}
+
+fn yaml(path: &str) -> Value {
+    serde_yaml_ng::from_str(&repo_file(path)).unwrap_or_else(|e| panic!("{path} is YAML: {e}"))
+}
+
+fn template() -> Value {
+    yaml("template.yaml")
+}
+
+/// The value under a CloudFormation tag (`!Ref X` → `X`), or the value itself.
+fn untag(v: &Value) -> &Value {
+    match v {
+        Value::Tagged(tagged) => &tagged.value,
+        other => other,
+    }
+}
+
+/// The tag of a short-form intrinsic (`!Ref`, `!Sub`, ...), without the `!`.
+fn tag(v: &Value) -> Option<String> {
+    match v {
+        Value::Tagged(tagged) => Some(tagged.tag.to_string().trim_start_matches('!').to_owned()),
+        _ => None,
+    }
+}
+
+/// The logical id a `!Ref X` names.
+fn ref_target(v: &Value) -> Option<&str> {
+    (tag(v).as_deref() == Some("Ref"))
+        .then(|| untag(v).as_str())
+        .flatten()
+}
+
+/// Every string inside a value, intrinsics included, joined: enough to ask what it mentions.
+fn text(v: &Value) -> String {
+    match untag(v) {
+        Value::String(s) => s.clone(),
+        Value::Sequence(items) => items.iter().map(text).collect::<Vec<_>>().join(" "),
+        Value::Mapping(map) => map
+            .iter()
+            .map(|(k, v)| format!("{} {}", text(k), text(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => serde_yaml_ng::to_string(other).unwrap_or_default(),
+    }
+}
+
+fn resources(template: &Value) -> BTreeMap<String, Value> {
+    template["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .map(|(k, v)| (k.as_str().expect("logical id").to_owned(), v.clone()))
+        .collect()
+}
+
+fn of_type(resources: &BTreeMap<String, Value>, ty: &str) -> BTreeMap<String, Value> {
+    resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(ty))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn events(function: &Value) -> Vec<(String, Value)> {
+    function["Properties"]["Events"]
+        .as_mapping()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_true(v: &Value) -> bool {
+    match untag(v) {
+        Value::Bool(b) => *b,
+        Value::String(s) => s.eq_ignore_ascii_case("true"),
+        // `!If [cond, true, false]`: true on at least one branch.
+        Value::Sequence(items) => items.iter().skip(1).any(is_true),
+        _ => false,
+    }
+}
+
+#[test]
+fn no_read_replica_has_a_source_whose_master_password_rds_manages() {
+    let template = template();
+    let resources = resources(&template);
+    let instances = of_type(&resources, "AWS::RDS::DBInstance");
+    let replicas: Vec<_> = instances
+        .iter()
+        .filter_map(|(id, r)| {
+            let source = &r["Properties"]["SourceDBInstanceIdentifier"];
+            (!source.is_null()).then(|| (id.clone(), ref_target(source).map(str::to_owned)))
+        })
+        .collect();
+    assert!(!replicas.is_empty(), "the template has a read replica");
+    for (replica, source) in replicas {
+        let source = source.unwrap_or_else(|| panic!("{replica}: the source is a !Ref"));
+        let primary = &instances[&source]["Properties"];
+        assert!(
+            !is_true(&primary["ManageMasterUserPassword"]),
+            "{replica} replicates {source}, whose master password RDS manages: RDS cannot create \
+             that replica"
+        );
+        assert!(
+            text(&primary["MasterUserPassword"]).contains("{{resolve:secretsmanager:"),
+            "{source}: the master password comes from a stack secret through a dynamic reference"
+        );
+    }
+}
+
+#[test]
+fn the_database_secret_is_attached_and_rotated_from_inside_the_vpc() {
+    let template = template();
+    let transforms = text(&template["Transform"]);
+    assert!(
+        transforms.contains("AWS::SecretsManager-"),
+        "HostedRotationLambda needs the AWS::SecretsManager transform"
+    );
+    let resources = resources(&template);
+    let attachments = of_type(&resources, "AWS::SecretsManager::SecretTargetAttachment");
+    let attached: BTreeMap<String, String> = attachments
+        .iter()
+        .filter_map(|(id, a)| {
+            let secret = ref_target(&a["Properties"]["SecretId"])?;
+            let target = ref_target(&a["Properties"]["TargetId"])?;
+            assert_eq!(
+                a["Properties"]["TargetType"].as_str(),
+                Some("AWS::RDS::DBInstance"),
+                "{id}"
+            );
+            Some((secret.to_owned(), target.to_owned()))
+        })
+        .collect();
+    let primary = &resources["Database"]["Properties"];
+    let password = text(&primary["MasterUserPassword"]);
+    let secret = attached
+        .iter()
+        .find(|(secret, target)| {
+            *target == "Database" && password.contains(&format!("${{{secret}}}"))
+        })
+        .map(|(secret, _)| secret.clone())
+        .expect("the primary's password is a secret attached to it (SecretTargetAttachment)");
+    assert!(
+        !resources[&secret]["Properties"]["GenerateSecretString"].is_null(),
+        "{secret} is generated at create time"
+    );
+    let rotations = of_type(&resources, "AWS::SecretsManager::RotationSchedule");
+    let rotation = rotations
+        .values()
+        .find(|r| {
+            let id = ref_target(&r["Properties"]["SecretId"]).unwrap_or_default();
+            id == secret || attachments.contains_key(id)
+        })
+        .expect("a RotationSchedule rotates the database secret");
+    let hosted = &rotation["Properties"]["HostedRotationLambda"];
+    assert!(
+        hosted["RotationType"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("PostgreSQL")),
+        "hosted PostgreSQL rotation"
+    );
+    assert!(
+        text(&hosted["VpcSubnetIds"]).contains("PrivateSubnet"),
+        "the rotation function runs in the private subnets"
+    );
+    let group = ref_target(&hosted["VpcSecurityGroupIds"]).expect("a security group of its own");
+    let egress = text(&resources[group]["Properties"]["SecurityGroupEgress"]);
+    assert!(
+        egress.contains("DatabaseSecurityGroup") && egress.contains("EndpointSecurityGroup"),
+        "{group} reaches Postgres and the Secrets Manager endpoint"
+    );
+    let endpoints = of_type(&resources, "AWS::EC2::VPCEndpoint");
+    assert!(
+        endpoints
+            .values()
+            .any(|e| text(&e["Properties"]["ServiceName"]).ends_with(".secretsmanager")),
+        "a route to Secrets Manager from the private subnets"
+    );
+}
+
+#[test]
+fn schedule_names_contain_the_stack_name() {
+    let template = template();
+    let resources = resources(&template);
+    let mut schedules = 0;
+    for (id, function) in of_type(&resources, "AWS::Serverless::Function") {
+        for (name, event) in events(&function) {
+            if !matches!(event["Type"].as_str(), Some("ScheduleV2" | "Schedule")) {
+                continue;
+            }
+            schedules += 1;
+            let given = &event["Properties"]["Name"];
+            assert!(
+                text(given).contains("${AWS::StackName}"),
+                "{id}.{name}: without a Name derived from the stack, SAM names the schedule \
+                 after its logical id and two stacks in one account collide"
+            );
+        }
+    }
+    for (id, schedule) in of_type(&resources, "AWS::Scheduler::Schedule") {
+        schedules += 1;
+        assert!(
+            text(&schedule["Properties"]["Name"]).contains("${AWS::StackName}"),
+            "{id}"
+        );
+    }
+    assert!(
+        schedules >= 3,
+        "the backup, drill and maintenance schedules"
+    );
+}
+
+#[test]
+fn every_http_function_is_published_with_an_alias_and_a_canary_rolled_back_by_alarms() {
+    let template = template();
+    let resources = resources(&template);
+    let alarms = of_type(&resources, "AWS::CloudWatch::Alarm");
+    let mut http_functions = 0;
+    for (id, function) in of_type(&resources, "AWS::Serverless::Function") {
+        let is_http = events(&function)
+            .iter()
+            .any(|(_, e)| e["Type"].as_str() == Some("HttpApi"));
+        if !is_http {
+            continue;
+        }
+        http_functions += 1;
+        let props = &function["Properties"];
+        assert!(
+            props["AutoPublishAlias"]
+                .as_str()
+                .is_some_and(|a| !a.is_empty()),
+            "{id} has an AutoPublishAlias"
+        );
+        let preference = &props["DeploymentPreference"];
+        let kind = preference["Type"].as_str().unwrap_or_default();
+        assert!(
+            kind.starts_with("Canary") || kind.starts_with("Linear"),
+            "{id}: a gradual deployment, not {kind:?}"
+        );
+        let named: Vec<&str> = preference["Alarms"]
+            .as_sequence()
+            .map(|a| a.iter().filter_map(ref_target).collect())
+            .unwrap_or_default();
+        let mut watches = BTreeSet::new();
+        for alarm in &named {
+            let alarm = alarms
+                .get(*alarm)
+                .unwrap_or_else(|| panic!("{id}: {alarm} is an alarm of the template"));
+            let p = &alarm["Properties"];
+            assert!(
+                text(&p["Dimensions"]).contains(&id) || text(&p["MetricName"]).contains("5xx"),
+                "{id}: its rollback alarms watch this function"
+            );
+            watches.insert(text(&p["MetricName"]));
+        }
+        assert!(
+            watches
+                .iter()
+                .any(|m| m.contains("5xx") || m.contains("Errors")),
+            "{id}: a rollback alarm on errors or 5xx, has {watches:?}"
+        );
+        assert!(
+            watches
+                .iter()
+                .any(|m| m.contains("Duration") || m.contains("Latency")),
+            "{id}: a rollback alarm on latency, has {watches:?}"
+        );
+    }
+    assert_eq!(http_functions, 4, "health, auth, users, uploads");
+}
+
+#[test]
+fn the_cloudfront_api_origin_sends_the_origin_verify_secret() {
+    let template = template();
+    let resources = resources(&template);
+    let distributions = of_type(&resources, "AWS::CloudFront::Distribution");
+    assert!(!distributions.is_empty(), "a CloudFront distribution");
+    for (id, distribution) in distributions {
+        let origins = distribution["Properties"]["DistributionConfig"]["Origins"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        let api: Vec<_> = origins
+            .iter()
+            .filter(|o| text(&o["DomainName"]).contains("execute-api"))
+            .collect();
+        assert!(!api.is_empty(), "{id} has the HTTP API as an origin");
+        for origin in api {
+            let headers = origin["OriginCustomHeaders"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default();
+            let verify = headers
+                .iter()
+                .find(|h| {
+                    h["HeaderName"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case("x-origin-verify"))
+                })
+                .unwrap_or_else(|| panic!("{id}: the API origin sends X-Origin-Verify"));
+            assert!(
+                text(&verify["HeaderValue"]).contains("{{resolve:secretsmanager:"),
+                "{id}: X-Origin-Verify comes from a secret, never a literal"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_http_api_has_no_default_route() {
+    let template = template();
+    let resources = resources(&template);
+    for (id, function) in of_type(&resources, "AWS::Serverless::Function") {
+        for (name, event) in events(&function) {
+            if event["Type"].as_str() == Some("HttpApi") {
+                assert_ne!(
+                    event["Properties"]["Path"].as_str().unwrap_or("$default"),
+                    "$default",
+                    "{id}.{name}: a $default route sends every unknown path to a function"
+                );
+            }
+        }
+    }
+    for (id, route) in of_type(&resources, "AWS::ApiGatewayV2::Route") {
+        assert_ne!(text(&route["Properties"]["RouteKey"]), "$default", "{id}");
+    }
+}
+
+#[test]
+fn the_http_api_throttles_the_credential_routes_and_catch_alls_on_their_own() {
+    let template = template();
+    let resources = resources(&template);
+    let api = &resources["HttpApi"]["Properties"];
+    let settings = api["RouteSettings"].as_mapping().expect("RouteSettings");
+    let mut declared = BTreeSet::new();
+    for function in of_type(&resources, "AWS::Serverless::Function").values() {
+        for (_, event) in events(function) {
+            if event["Type"].as_str() == Some("HttpApi") {
+                let p = &event["Properties"];
+                declared.insert(format!(
+                    "{} {}",
+                    p["Method"].as_str().unwrap_or("ANY").to_uppercase(),
+                    p["Path"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    for (key, value) in settings {
+        let key = key.as_str().expect("route key");
+        assert!(
+            declared.contains(key),
+            "RouteSettings names {key}, which is no route"
+        );
+        assert!(
+            !value["ThrottlingBurstLimit"].is_null() && !value["ThrottlingRateLimit"].is_null(),
+            "{key}"
+        );
+    }
+    for key in [
+        "POST /api/v1/auth/login",
+        "POST /api/v1/auth/register",
+        "ANY /api/v1/auth/{proxy+}",
+    ] {
+        assert!(
+            settings.contains_key(Value::String(key.into())),
+            "{key} is throttled"
+        );
+    }
+}
+
+/// Jobs of a workflow, by id.
+fn jobs(workflow: &Value) -> BTreeMap<String, Value> {
+    workflow["jobs"]
+        .as_mapping()
+        .expect("jobs")
+        .iter()
+        .map(|(k, v)| (k.as_str().expect("job id").to_owned(), v.clone()))
+        .collect()
+}
+
+fn needs(job: &Value) -> Vec<String> {
+    match &job["needs"] {
+        Value::String(one) => vec![one.clone()],
+        Value::Sequence(many) => many
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every job `id` waits for, directly or through others.
+fn all_needs(jobs: &BTreeMap<String, Value>, id: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = needs(&jobs[id]);
+    while let Some(next) = todo.pop() {
+        if seen.insert(next.clone()) {
+            todo.extend(needs(&jobs[&next]));
+        }
+    }
+    seen
+}
+
+fn runs(job: &Value) -> String {
+    job["steps"]
+        .as_sequence()
+        .map(|steps| {
+            steps
+                .iter()
+                .filter_map(|s| s["run"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn deploy_jobs_need_every_ci_job_to_have_passed() {
+    let ci = yaml(".github/workflows/ci.yml");
+    let triggers = |workflow: &Value| -> BTreeSet<String> {
+        workflow["on"]
+            .as_mapping()
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        triggers(&ci).contains("workflow_call"),
+        "ci.yml can be called by the deploy workflow"
+    );
+    let deploy = yaml(".github/workflows/deploy.yml");
+    let jobs = jobs(&deploy);
+    let ci_jobs: BTreeSet<String> = jobs
+        .iter()
+        .filter(|(_, j)| {
+            j["uses"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/workflows/ci.yml"))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(!ci_jobs.is_empty(), "deploy.yml runs ci.yml as a job");
+    let deploying: Vec<&String> = jobs
+        .iter()
+        .filter(|(_, j)| runs(j).contains("sam deploy"))
+        .map(|(id, _)| id)
+        .collect();
+    assert!(!deploying.is_empty(), "a job runs sam deploy");
+    for id in deploying {
+        let waits = all_needs(&jobs, id);
+        for ci_job in &ci_jobs {
+            assert!(
+                waits.contains(ci_job),
+                "{id} runs sam deploy without waiting for {ci_job}: a red build would ship"
+            );
+        }
+        let environment = text(&jobs[id]["environment"]);
+        assert!(
+            environment.contains("production"),
+            "{id} deploys production through the production environment (its reviewers)"
+        );
+        let script = runs(&jobs[id]);
+        assert!(
+            script.contains("--max-wait") || script.contains("max_wait"),
+            "{id}: sam deploy gets a max wait long enough for a first create"
+        );
+    }
+    let on = triggers(&deploy);
+    assert!(
+        !on.contains("pull_request") && !on.contains("pull_request_target"),
+        "pull requests never deploy"
+    );
+}
+
+/// The commands that tests and the scripts they run start, and what must install each on a
+/// GitHub runner (words one of ci.yml's steps must contain).
+const STARTED_TOOLS: [(&str, &str, &[&str]); 5] = [
+    (
+        "/usr/lib/postgresql/15/bin",
+        "the Postgres 15 server binaries (initdb, pg_ctl)",
+        &["postgresql-15"],
+    ),
+    ("redis-server", "redis-server", &["redis-server"]),
+    ("moto_server", "moto", &["moto[server]"]),
+    ("openssl", "openssl", &["openssl"]),
+    ("cargo-nextest", "cargo-nextest", &["cargo-nextest"]),
+];
+
+#[test]
+fn ci_installs_every_tool_the_test_suite_starts() {
+    let sources: String = ["tests/it/support", "tests/it"]
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(crate::support::repo_root().join(dir))
+                .expect("tests dir")
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .chain(
+            ["scripts/services.sh", "scripts/test.sh"]
+                .into_iter()
+                .map(repo_file),
+        )
+        .collect();
+    let ci = yaml(".github/workflows/ci.yml");
+    let test_job = jobs(&ci)
+        .into_iter()
+        .find(|(_, j)| runs(j).contains("scripts/test.sh"))
+        .map(|(_, j)| j)
+        .expect("a ci.yml job runs scripts/test.sh");
+    assert_eq!(
+        test_job["runs-on"].as_str(),
+        Some("ubuntu-latest"),
+        "the test job runs on ubuntu-latest"
+    );
+    // Lines of the job's steps that install something: `run` lines naming an installer, and the
+    // tools given to install actions.
+    let steps = test_job["steps"].as_sequence().cloned().unwrap_or_default();
+    let installs: String = steps
+        .iter()
+        .flat_map(|step| {
+            let runs = step["run"]
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| {
+                    [
+                        "apt-get install",
+                        "pip install",
+                        "pip\" install",
+                        "cargo install",
+                    ]
+                    .iter()
+                    .any(|i| l.contains(i))
+                });
+            let runs: Vec<String> = runs.map(str::to_owned).collect();
+            let tools = step["with"]["tool"].as_str().map(str::to_owned);
+            runs.into_iter().chain(tools)
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    for (started, what, words) in STARTED_TOOLS {
+        if !sources.contains(started) {
+            continue;
+        }
+        assert!(
+            words.iter().all(|w| installs.contains(w)),
+            "the tests start {started}, but no ci.yml step installs {what} ({words:?})"
+        );
+    }
+}
+
+/// `scripts/preflight.sh` against stand-ins for `aws` and `gh`, on parameters written to a
+/// folder of its own. Each stand-in answers from the variables the test sets.
+struct Preflight {
+    dir: std::path::PathBuf,
+}
+
+impl Preflight {
+    const AWS: &'static str = r#"#!/usr/bin/env bash
+case "$1 $2" in
+  "acm describe-certificate") echo "${STUB_CERT_STATUS:-ISSUED}" ;;
+  "cloudformation describe-stacks") [ -n "${STUB_CF_DOMAIN:-}" ] && echo "$STUB_CF_DOMAIN" || exit 254 ;;
+  "service-quotas get-service-quota") echo "${STUB_QUOTA:-1000.0}" ;;
+  "lambda get-account-settings") echo "${STUB_UNRESERVED:-1000}" ;;
+  "lambda get-function-concurrency") exit 254 ;;
+  *) echo "unexpected aws $*" >&2; exit 2 ;;
+esac
+"#;
+    const GH: &'static str = r#"#!/usr/bin/env bash
+[ "$1 $2" = "variable list" ] || exit 2
+echo "${STUB_GH_VARS:-}" | tr ',' '\n'
+"#;
+
+    fn new(params: &serde_json::Value) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "preflight-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).expect("temp dir");
+        for (name, body) in [("aws", Self::AWS), ("gh", Self::GH)] {
+            let path = bin.join(name);
+            std::fs::write(&path, body).expect("stub");
+            let mut perms = std::fs::metadata(&path).expect("stub").permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+            std::fs::set_permissions(&path, perms).expect("chmod");
+        }
+        let env = params["Environment"].as_str().expect("Environment");
+        std::fs::write(dir.join(format!("{env}.json")), params.to_string()).expect("params");
+        Self { dir }
+    }
+
+    /// Runs the preflight for `env`; the exit status and everything it printed.
+    fn run(&self, env: &str, vars: &[(&str, &str)]) -> (bool, String) {
+        let path = format!(
+            "{}:{}",
+            self.dir.join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(crate::support::repo_root().join("scripts/preflight.sh"))
+            .arg(env)
+            .env("PATH", path)
+            .env("PREFLIGHT_PARAMS_DIR", &self.dir)
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_OUTPUT")
+            .env_remove("AWS_DEPLOY_ROLE_ARN")
+            .env_remove("AWS_CFN_EXECUTION_ROLE_ARN")
+            .env_remove("SAM_ARTIFACTS_BUCKET");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("bash runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+}
+
+impl Drop for Preflight {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn env_params(env: &str) -> serde_json::Value {
+    serde_json::from_str(&repo_file(&format!("infra/{env}.json"))).expect("infra/<env>.json")
+}
+
+const GH_VARS: (&str, &str) = (
+    "STUB_GH_VARS",
+    "AWS_DEPLOY_ROLE_ARN,AWS_CFN_EXECUTION_ROLE_ARN,SAM_ARTIFACTS_BUCKET",
+);
+
+#[test]
+fn the_preflight_passes_the_committed_parameters_without_a_custom_domain() {
+    for env in ["staging", "production"] {
+        let preflight = Preflight::new(&env_params(env));
+        let (passed, out) = preflight.run(env, &[GH_VARS]);
+        assert!(passed, "{env}: {out}");
+        assert!(out.contains("needs_web_origin=true"), "{env}: {out}");
+        let (passed, out) = preflight.run(
+            env,
+            &[GH_VARS, ("STUB_CF_DOMAIN", "d111111abcdef8.cloudfront.net")],
+        );
+        assert!(passed, "{env}: {out}");
+        assert!(
+            out.contains("web_origin=https://d111111abcdef8.cloudfront.net"),
+            "{env}: the web origin comes from the stack's output: {out}"
+        );
+    }
+}
+
+#[test]
+fn the_preflight_refuses_placeholder_parameters() {
+    let mut params = env_params("production");
+    params["WebOrigin"] = "https://app.example.com".into();
+    params["AlarmEmail"] = "oncall@example.com".into();
+    let (passed, out) = Preflight::new(&params).run("production", &[GH_VARS]);
+    assert!(!passed, "{out}");
+    assert!(out.contains("refused  production: WebOrigin="), "{out}");
+    assert!(out.contains("refused  production: AlarmEmail="), "{out}");
+}
+
+#[test]
+fn the_preflight_refuses_a_certificate_cloudfront_cannot_use() {
+    let mut params = env_params("production");
+    params["DomainName"] = "api.backend.test".into();
+    params["WebOrigin"] = "https://api.backend.test".into();
+    params["CertificateArn"] =
+        "arn:aws:acm:eu-west-1:210987654321:certificate/1f2e3d4c-aaaa-bbbb-cccc-0123456789ab"
+            .into();
+    let preflight = Preflight::new(&params);
+    let (passed, out) = preflight.run("production", &[GH_VARS]);
+    assert!(!passed, "{out}");
+    assert!(out.contains("is in eu-west-1"), "{out}");
+
+    params["CertificateArn"] =
+        "arn:aws:acm:us-east-1:210987654321:certificate/1f2e3d4c-aaaa-bbbb-cccc-0123456789ab"
+            .into();
+    let preflight = Preflight::new(&params);
+    let (passed, out) = preflight.run("production", &[GH_VARS]);
+    assert!(passed, "an issued us-east-1 certificate passes: {out}");
+    let (passed, out) = preflight.run(
+        "production",
+        &[GH_VARS, ("STUB_CERT_STATUS", "PENDING_VALIDATION")],
+    );
+    assert!(!passed, "{out}");
+    assert!(out.contains("PENDING_VALIDATION, not ISSUED"), "{out}");
+
+    params
+        .as_object_mut()
+        .expect("object")
+        .remove("CertificateArn");
+    let (passed, out) = Preflight::new(&params).run("production", &[GH_VARS]);
+    assert!(!passed, "{out}");
+    assert!(out.contains("needs CertificateArn"), "{out}");
+}
+
+#[test]
+fn the_preflight_refuses_a_lambda_concurrency_quota_too_small_for_the_reservations() {
+    // Production reserves 162; Lambda keeps 100 unreserved.
+    let preflight = Preflight::new(&env_params("production"));
+    let (passed, out) = preflight.run("production", &[GH_VARS, ("STUB_QUOTA", "10.0")]);
+    assert!(!passed, "a new account's quota of 10: {out}");
+    assert!(out.contains("request at least 262"), "{out}");
+    let (passed, out) = preflight.run(
+        "production",
+        &[
+            GH_VARS,
+            ("STUB_QUOTA", "1000.0"),
+            ("STUB_UNRESERVED", "200"),
+        ],
+    );
+    assert!(!passed, "staging already holds most of it: {out}");
+    assert!(out.contains("under the 100 Lambda keeps"), "{out}");
+    let (passed, out) = preflight.run(
+        "production",
+        &[GH_VARS, ("STUB_QUOTA", "262.0"), ("STUB_UNRESERVED", "262")],
+    );
+    assert!(passed, "exactly enough: {out}");
+}
+
+#[test]
+fn the_preflight_refuses_missing_github_variables() {
+    let preflight = Preflight::new(&env_params("staging"));
+    let (passed, out) = preflight.run("staging", &[("STUB_GH_VARS", "AWS_DEPLOY_ROLE_ARN")]);
+    assert!(!passed, "{out}");
+    assert!(
+        out.contains("the GitHub variable AWS_CFN_EXECUTION_ROLE_ARN is not set"),
+        "{out}"
+    );
+    let (passed, out) = preflight.run(
+        "staging",
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            (
+                "AWS_DEPLOY_ROLE_ARN",
+                "arn:aws:iam::210987654321:role/deploy",
+            ),
+        ],
+    );
+    assert!(!passed, "inside GitHub Actions: {out}");
+    assert!(
+        out.contains("the GitHub variable AWS_CFN_EXECUTION_ROLE_ARN is not set"),
+        "{out}"
+    );
+}
+
+/// What CloudFront's header means to the functions, through the real app and its layers.
+mod origin_verify {
+    use crate::support::{Settings, TestApp, request};
+    use axum::body::Body;
+    use http::Method;
+
+    const SECRET: &str = "cloudfront-origin-verify-value-0123456789";
+
+    fn get(path: &str, header: Option<&str>) -> http::Request<Body> {
+        let mut req = request(Method::GET, path);
+        if let Some(value) = header {
+            req = req.header("x-origin-verify", value);
+        }
+        req.body(Body::empty()).expect("request")
+    }
+
+    #[tokio::test]
+    async fn with_a_secret_a_request_around_cloudfront_is_refused_before_any_route() {
+        let app =
+            TestApp::spawn_with(Settings::default().set("ORIGIN_VERIFY_SECRET", SECRET)).await;
+        for header in [None, Some("a-guess")] {
+            let res = app.send(get("/ready", header)).await;
+            assert_eq!(res.status, 403, "{header:?}");
+            assert_eq!(res.problem().code, "forbidden");
+            assert!(
+                res.header("x-request-id").is_some(),
+                "a refused request still gets the layers of every response"
+            );
+            let res = app.send(get("/api/v1/users/me", header)).await;
+            assert_eq!(res.status, 403, "before authentication: {header:?}");
+        }
+        let res = app.send(get("/ready", Some(SECRET))).await;
+        assert_eq!(res.status, 200);
+    }
+
+    #[tokio::test]
+    async fn during_a_rotation_the_previous_value_is_accepted_too() {
+        let app = TestApp::spawn_with(Settings::default().set("ORIGIN_VERIFY_SECRET", SECRET).set(
+            "ORIGIN_VERIFY_PREVIOUS_SECRET",
+            "the-value-before-the-rotation",
+        ))
+        .await;
+        assert_eq!(app.send(get("/ready", Some(SECRET))).await.status, 200);
+        let res = app
+            .send(get("/ready", Some("the-value-before-the-rotation")))
+            .await;
+        assert_eq!(res.status, 200);
+        assert_eq!(app.send(get("/ready", Some("other"))).await.status, 403);
+    }
+
+    #[tokio::test]
+    async fn unset_in_development_and_test_every_request_is_allowed() {
+        let app = TestApp::spawn().await;
+        assert_eq!(app.send(get("/ready", None)).await.status, 200);
+    }
+
+    #[tokio::test]
+    async fn unset_in_staging_or_production_every_request_is_refused() {
+        for env in ["staging", "production"] {
+            let app = TestApp::spawn_with(Settings::default().set("APP_ENV", env)).await;
+            let res = app.send(get("/ready", None)).await;
+            assert_eq!(
+                res.status, 403,
+                "{env}: a deployed function never falls open"
+            );
+            let res = app.send(get("/ready", Some(SECRET))).await;
+            assert_eq!(res.status, 403, "{env}");
+        }
+    }
+}
+
+#[test]
+fn each_deploy_role_trusts_only_its_own_github_environment() {
+    let bootstrap = yaml("infra/bootstrap.yaml");
+    let resources = resources(&bootstrap);
+    assert!(
+        !resources["GitHubOidcProvider"]["Condition"].is_null(),
+        "an account may already have GitHub's OIDC provider"
+    );
+    let deploy = yaml(".github/workflows/deploy.yml");
+    let session: u64 = jobs(&deploy)
+        .values()
+        .flat_map(|j| j["steps"].as_sequence().cloned().unwrap_or_default())
+        .find_map(|s| {
+            s["with"]["role-duration-seconds"]
+                .as_u64()
+                .or_else(|| s["with"]["role-duration-seconds"].as_str()?.parse().ok())
+        })
+        .expect("deploy.yml asks for a role session length");
+    assert!(session >= 3 * 3600, "a first create can take over an hour");
+    for (id, env) in [
+        ("StagingDeployRole", "staging"),
+        ("ProductionDeployRole", "production"),
+    ] {
+        let role = &resources[id]["Properties"];
+        let statements = role["AssumeRolePolicyDocument"]["Statement"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(statements.len(), 1, "{id}: one way in");
+        let trust = &statements[0];
+        assert_eq!(
+            trust["Action"].as_str(),
+            Some("sts:AssumeRoleWithWebIdentity")
+        );
+        assert!(
+            trust["Condition"]["StringLike"].is_null(),
+            "{id}: no wildcard in the subject"
+        );
+        let equals = &trust["Condition"]["StringEquals"];
+        assert_eq!(
+            equals["token.actions.githubusercontent.com:aud"].as_str(),
+            Some("sts.amazonaws.com"),
+            "{id}"
+        );
+        assert_eq!(
+            text(&equals["token.actions.githubusercontent.com:sub"]),
+            format!("repo:${{GitHubOwner}}/${{GitHubRepository}}:environment:{env}"),
+            "{id}: trusted only for the {env} environment of this repository"
+        );
+        assert!(
+            role["MaxSessionDuration"].as_u64().unwrap_or(3600) >= session,
+            "{id}: allows the session deploy.yml asks for"
+        );
+    }
+    let execution = &resources["CloudFormationExecutionRole"]["Properties"];
+    assert_eq!(
+        text(&execution["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]),
+        "Service cloudformation.amazonaws.com",
+        "only CloudFormation can act as the execution role"
+    );
+    let common = text(&resources["DeployCommonPolicy"]["Properties"]["PolicyDocument"]);
+    assert!(
+        common.contains("iam:PassRole")
+            && common.contains("CloudFormationExecutionRole.Arn")
+            && common.contains("iam:PassedToService"),
+        "the deploy roles pass the execution role, to CloudFormation only"
+    );
+}
+
+/// The application's own login: the migrate function creates it from its secret, with only the
+/// privileges the application needs, and keeps it in step with rotations.
+mod app_role {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    use serde_json::json;
+
+    use crate::support::{
+        moto,
+        throwaway::{PgOptions, ThrowawayPostgres},
+    };
+
+    async fn secrets() -> aws_sdk_secretsmanager::Client {
+        moto::ensure_running().await;
+        aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(moto::ENDPOINT)
+                .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+                .build(),
+        )
+    }
+
+    fn login(user: &str, password: &str) -> String {
+        json!({"username": user, "password": password, "engine": "postgres", "host": "127.0.0.1",
+               "dbname": "postgres", "masterarn": "arn:aws:secretsmanager:us-east-1:000000000000:secret:master"})
+            .to_string()
+    }
+
+    async fn up(pg: &ThrowawayPostgres, arn: &str, command: migrate::Request) {
+        let (url, arn) = (pg.superuser_url(), arn.to_owned());
+        let config = platform::config::Config::from_lookup(move |name| match name {
+            "DATABASE_URL" => Some(url.clone()),
+            "APP_ENV" => Some("production".into()),
+            "APP_DATABASE_SECRET_ARN" => Some(arn.clone()),
+            "AWS_ENDPOINT_URL" => Some(moto::ENDPOINT.into()),
+            _ => None,
+        })
+        .expect("config");
+        migrate::handle(&config, command).await.expect("migrate");
+    }
+
+    async fn connect(
+        pg: &ThrowawayPostgres,
+        user: &str,
+        password: &str,
+    ) -> Option<tokio_postgres::Client> {
+        let (client, conn) =
+            tokio_postgres::connect(&pg.url(user, password, "postgres"), tokio_postgres::NoTls)
+                .await
+                .ok()?;
+        tokio::spawn(conn);
+        Some(client)
+    }
+
+    #[tokio::test]
+    async fn the_application_logs_in_as_its_own_role_with_only_the_rights_it_needs() {
+        let pg = ThrowawayPostgres::start(&PgOptions::default());
+        let sm = secrets().await;
+        let arn = sm
+            .create_secret()
+            .name(format!("app-login-{}", uuid::Uuid::new_v4().simple()))
+            .secret_string(login("app_user", "first-app-password"))
+            .send()
+            .await
+            .expect("secret")
+            .arn()
+            .expect("arn")
+            .to_owned();
+        up(&pg, &arn, migrate::Request::UP).await;
+
+        let app = connect(&pg, "app_user", "first-app-password")
+            .await
+            .expect("the secret's login works");
+        app.execute(
+            "INSERT INTO users (id, email, name, password_hash) VALUES (gen_random_uuid(), 'a@b.test', 'A', 'h')",
+            &[],
+        )
+        .await
+        .expect("the application writes its tables");
+        app.query_one("SELECT count(*) FROM users", &[])
+            .await
+            .expect("and reads them");
+        for forbidden in [
+            "SELECT * FROM schema_migrations",
+            "CREATE TABLE intruder (x int)",
+            "DROP TABLE users",
+            "CREATE ROLE intruder",
+        ] {
+            assert!(
+                app.batch_execute(forbidden).await.is_err(),
+                "the application may not: {forbidden}"
+            );
+        }
+
+        // A rotation: the multi-user scheme's next login is the clone, with a new password.
+        sm.put_secret_value()
+            .secret_id(&arn)
+            .secret_string(login("app_user_clone", "second-app-password"))
+            .send()
+            .await
+            .expect("rotate");
+        up(
+            &pg,
+            &arn,
+            migrate::Request {
+                command: migrate::Command::Status,
+            },
+        )
+        .await;
+        assert!(
+            connect(&pg, "app_user_clone", "second-app-password")
+                .await
+                .is_none(),
+            "status changes nothing"
+        );
+        up(&pg, &arn, migrate::Request::UP).await;
+        let clone = connect(&pg, "app_user_clone", "second-app-password")
+            .await
+            .expect("the rotated login works after up");
+        clone
+            .query_one("SELECT count(*) FROM users", &[])
+            .await
+            .expect("with the same rights");
+
+        // The secret's password is the truth: one changed behind its back is set back.
+        pg.psql("ALTER ROLE app_user_clone PASSWORD 'changed-by-hand'");
+        up(&pg, &arn, migrate::Request::UP).await;
+        assert!(
+            connect(&pg, "app_user_clone", "second-app-password")
+                .await
+                .is_some()
+        );
+        assert!(
+            connect(&pg, "app_user_clone", "changed-by-hand")
+                .await
+                .is_none()
+        );
+    }
+}
+
+#[test]
+fn the_http_functions_connect_with_the_applications_own_login_not_the_master() {
+    let template = template();
+    let resources = resources(&template);
+    let master = "DatabaseSecret";
+    let global = ref_target(
+        &template["Globals"]["Function"]["Environment"]["Variables"]["DATABASE_SECRET_ARN"],
+    )
+    .expect("a global DATABASE_SECRET_ARN");
+    for (id, function) in of_type(&resources, "AWS::Serverless::Function") {
+        let own = &function["Properties"]["Environment"]["Variables"]["DATABASE_SECRET_ARN"];
+        let secret = ref_target(own).unwrap_or(global);
+        let is_http = events(&function)
+            .iter()
+            .any(|(_, e)| e["Type"].as_str() == Some("HttpApi"));
+        if is_http {
+            assert_ne!(secret, master, "{id} connects as the master user");
+        }
+    }
+    let app = global;
+    let rotation = of_type(&resources, "AWS::SecretsManager::RotationSchedule")
+        .into_values()
+        .find(|r| {
+            let id = ref_target(&r["Properties"]["SecretId"]).unwrap_or_default();
+            id == app || text(&resources[id]["Properties"]["SecretId"]) == app
+        })
+        .expect("the application's secret rotates");
+    let hosted = &rotation["Properties"]["HostedRotationLambda"];
+    assert_eq!(hosted["RotationType"].as_str(), Some("PostgreSQLMultiUser"));
+    assert_eq!(ref_target(&hosted["MasterSecretArn"]), Some(master));
+    assert!(
+        text(&resources[app]["Properties"]["GenerateSecretString"]).contains("masterarn"),
+        "the multi-user rotation finds the master secret through masterarn"
+    );
+    let migrate = &resources["MigrateFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        ref_target(&migrate["APP_DATABASE_SECRET_ARN"]),
+        Some(app),
+        "the migrate function creates the login its secret names"
+    );
+}
