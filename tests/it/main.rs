@@ -15,6 +15,7 @@ mod migrations;
 mod rate_limit;
 mod resilience;
 mod secrets;
+mod settings;
 mod shutdown;
 mod template;
 mod uploads;

@@ -829,7 +829,12 @@ mod origin_verify {
     #[tokio::test]
     async fn unset_in_staging_or_production_every_request_is_refused() {
         for env in ["staging", "production"] {
-            let app = TestApp::spawn_with(Settings::default().set("APP_ENV", env)).await;
+            let app = TestApp::spawn_with(
+                Settings::default()
+                    .set("APP_ENV", env)
+                    .set("ALLOWED_ORIGINS", "https://app.example.com"),
+            )
+            .await;
             let res = app.send(get("/ready", None)).await;
             assert_eq!(
                 res.status, 403,

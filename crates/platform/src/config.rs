@@ -116,6 +116,46 @@ const DEFAULT_UPLOAD_TYPES: &str =
     "image/jpeg,image/png,image/gif,image/webp,application/pdf,text/plain";
 const DEV_JWT_SECRET: &str = "development-only-secret-change-me-0123456789";
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// The settings file a new developer copies: whatever `JWT_SECRET` it publishes is public.
+const ENV_EXAMPLE: &str = include_str!("../../../.env.example");
+
+/// Whether `secret` is one this repository publishes, with which anyone could sign tokens.
+fn is_published_jwt_secret(secret: &str) -> bool {
+    let in_env_example = ENV_EXAMPLE
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("JWT_SECRET="))
+        .any(|value| value.trim().trim_matches('"') == secret);
+    in_env_example || secret == DEV_JWT_SECRET
+}
+
+/// `ALLOWED_ORIGINS`: each an origin (`scheme://host[:port]`, nothing after). The API answers
+/// with credentials (the refresh cookie), so `*` cannot work and is refused with a clear error;
+/// `null` (sandboxed frames, `file:` pages) would let any such page in; deployed, only https.
+fn parse_allowed_origins(raw: &str, app_env: AppEnv) -> Result<Vec<String>, ConfigError> {
+    let mut origins = Vec::new();
+    for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let refuse = |why: &str| Err(ConfigError(format!("ALLOWED_ORIGINS: {origin:?} {why}")));
+        if origin == "*" {
+            return refuse(
+                "cannot be allowed: the API sends credentials (the refresh cookie), which browsers refuse with a wildcard origin; list each origin",
+            );
+        }
+        if origin.eq_ignore_ascii_case("null") {
+            return refuse("is refused: any sandboxed frame or local file would be let in");
+        }
+        let Some((scheme, rest)) = origin.split_once("://") else {
+            return refuse("is not an origin like https://app.example.com");
+        };
+        if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains('/') {
+            return refuse("is not an origin like https://app.example.com (no path)");
+        }
+        if app_env == AppEnv::Production && scheme != "https" {
+            return refuse("must be https:// in production");
+        }
+        origins.push(origin.to_owned());
+    }
+    Ok(origins)
+}
 
 impl Config {
     /// Reads the process environment.
@@ -132,6 +172,12 @@ impl Config {
             "one of development, test, staging, production",
         )?;
         let on_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        // On Lambda the development default would be a silent downgrade: say which it is.
+        if on_lambda && lookup("APP_ENV").is_none() {
+            return Err(ConfigError(
+                "APP_ENV must be set on Lambda (development, test, staging or production)".into(),
+            ));
+        }
 
         // Deployed, a missing secret is reported by the functions that sign or verify tokens
         // (`require_jwt_secret`); the others (health, migrate, backup) run without one.
@@ -147,6 +193,14 @@ impl Config {
             return Err(ConfigError(format!(
                 "JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes long"
             )));
+        }
+        if app_env.is_deployed() && jwt_secret.as_deref().is_some_and(is_published_jwt_secret) {
+            return Err(ConfigError(
+                "JWT_SECRET is a value published in this repository (the development default or \
+                 .env.example): anyone could sign tokens with it. Generate one: \
+                 openssl rand -base64 48"
+                    .into(),
+            ));
         }
 
         let db_pool_max = env.parse_or(
@@ -205,14 +259,18 @@ impl Config {
                 "REFRESH_TOKEN_EXPIRES_IN",
                 Duration::from_secs(7 * 24 * 3600),
             )?,
-            allowed_origins: env
-                .get("ALLOWED_ORIGINS")
-                .unwrap_or_else(|| "http://localhost:5173".into())
-                .split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            // Deployed, the web client is served from the API's own origin (CloudFront), so no
+            // other origin is allowed unless named; locally, the Vite dev server's.
+            allowed_origins: parse_allowed_origins(
+                &env.get("ALLOWED_ORIGINS").unwrap_or_else(|| {
+                    if app_env.is_deployed() {
+                        String::new()
+                    } else {
+                        "http://localhost:5173".into()
+                    }
+                }),
+                app_env,
+            )?,
             rate_limit_max,
             rate_limit_window: env
                 .duration_or("RATE_LIMIT_WINDOW", Duration::from_secs(15 * 60))?,
@@ -347,6 +405,79 @@ mod tests {
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
+    fn refusal(vars: &[(&str, &str)]) -> String {
+        match config(vars) {
+            Ok(_) => panic!("{vars:?} was accepted"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn deployed_environments_refuse_the_jwt_secrets_this_repository_publishes() {
+        let example = ENV_EXAMPLE
+            .lines()
+            .find_map(|l| l.strip_prefix("JWT_SECRET="))
+            .expect(".env.example names a JWT_SECRET");
+        for env in ["staging", "production"] {
+            for secret in [DEV_JWT_SECRET, example] {
+                let why = refusal(&[("APP_ENV", env), ("JWT_SECRET", secret)]);
+                assert!(why.contains("published"), "{env}: {why}");
+                assert!(
+                    !why.contains(secret),
+                    "the message repeats the secret: {why}"
+                );
+            }
+            let fresh = "a-freshly-generated-secret-nobody-has-seen-0123";
+            config(&[("APP_ENV", env), ("JWT_SECRET", fresh)]).expect("a fresh secret");
+        }
+        config(&[("APP_ENV", "development"), ("JWT_SECRET", example)]).expect("fine locally");
+    }
+
+    #[test]
+    fn on_lambda_app_env_must_be_named() {
+        let why = refusal(&[("AWS_LAMBDA_FUNCTION_NAME", "users")]);
+        assert!(why.contains("APP_ENV must be set"), "{why}");
+        config(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "users"),
+            ("APP_ENV", "development"),
+        ])
+        .expect("named");
+    }
+
+    #[test]
+    fn allowed_origins_are_checked_at_start() {
+        let why = refusal(&[("ALLOWED_ORIGINS", "https://a.example.com,*")]);
+        assert!(why.contains("credentials"), "{why}");
+        let why = refusal(&[("ALLOWED_ORIGINS", "null")]);
+        assert!(why.contains("refused"), "{why}");
+        let why = refusal(&[("ALLOWED_ORIGINS", "https://a.example.com/app")]);
+        assert!(why.contains("no path"), "{why}");
+        let secret = (
+            "JWT_SECRET",
+            "a-freshly-generated-secret-nobody-has-seen-0123",
+        );
+        let why = refusal(&[
+            ("APP_ENV", "production"),
+            secret,
+            ("ALLOWED_ORIGINS", "http://app.example.com"),
+        ]);
+        assert!(why.contains("https"), "{why}");
+        let c = config(&[
+            ("APP_ENV", "production"),
+            secret,
+            ("ALLOWED_ORIGINS", "https://app.example.com"),
+        ])
+        .expect("https in production");
+        assert_eq!(
+            c.allowed_origins,
+            vec!["https://app.example.com".to_owned()]
+        );
+        let c = config(&[("APP_ENV", "production"), secret]).expect("no origin named");
+        assert!(c.allowed_origins.is_empty(), "deployed, none by default");
+        let c = config(&[("ALLOWED_ORIGINS", "http://localhost:5173")]).expect("http locally");
+        assert_eq!(c.allowed_origins.len(), 1);
+    }
+
     #[test]
     fn defaults_match_the_design() {
         let c = config(&[]).expect("defaults are valid");
@@ -361,7 +492,8 @@ mod tests {
 
     #[test]
     fn the_pool_defaults_to_two_connections_on_lambda() {
-        let c = config(&[("AWS_LAMBDA_FUNCTION_NAME", "users")]).expect("valid");
+        let c =
+            config(&[("AWS_LAMBDA_FUNCTION_NAME", "users"), ("APP_ENV", "test")]).expect("valid");
         assert_eq!(c.db_pool_max, 2);
     }
 

@@ -101,6 +101,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Seed => {
+            // The seeded accounts' passwords are in the README: never in a deployed database.
+            if config.app_env.is_deployed() {
+                anyhow::bail!("db seed only runs with APP_ENV development or test");
+            }
             let n = local::seed::seed(client).await.context("seeding")?;
             println!("seeded {n} users");
         }
