@@ -19,10 +19,15 @@ async fn register_answers_the_token_response_and_sets_the_cookie() {
     let body = res.json();
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 900);
+    assert_eq!(
+        body["refresh_expires_in"], 604_800,
+        "exactly the configured lifetime"
+    );
     assert!(
-        body["refresh_expires_in"]
-            .as_i64()
-            .is_some_and(|s| (604_790..=604_800).contains(&s))
+        res.header("set-cookie")
+            .is_some_and(|c| c.contains("Max-Age=604800;")),
+        "{:?}",
+        res.header("set-cookie")
     );
     assert!(
         body["access_token"]
@@ -759,5 +764,64 @@ async fn a_logout_made_while_redis_is_down_holds_after_redis_returns() {
         app.get_with_token("/api/v1/users/me", fresh).await.status,
         200,
         "a new session works"
+    );
+}
+
+#[tokio::test]
+async fn each_rotation_gets_the_whole_idle_lifetime_until_the_absolute_one_caps_it() {
+    let app = TestApp::spawn_with(
+        crate::support::Settings::default()
+            .set("REFRESH_TOKEN_EXPIRES_IN", "1h")
+            .set("REFRESH_TOKEN_ABSOLUTE_LIFETIME", "90m"),
+    )
+    .await;
+    let user = app.register("lifetimes@example.com").await;
+    let login = app.login(&user.email, &user.password).await;
+    assert_eq!(login.json()["refresh_expires_in"], 3600);
+
+    // A rotation starts the idle lifetime again: the family still has 90 minutes.
+    let token = login.json()["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    let rotated = refresh_with(&app, &token).await;
+    assert_eq!(rotated.status, 200);
+    assert_eq!(rotated.json()["refresh_expires_in"], 3600);
+    assert!(
+        rotated
+            .header("set-cookie")
+            .is_some_and(|c| c.contains("Max-Age=3600;"))
+    );
+
+    // Near the absolute cap, what is left is what is reported, and what the token gets.
+    let conn = app.db.connect().await;
+    conn.execute(
+        "UPDATE refresh_tokens SET family_expires_at = now() + interval '20 minutes'
+         WHERE user_id = (SELECT id FROM users WHERE email = 'lifetimes@example.com')",
+        &[],
+    )
+    .await
+    .expect("age the session");
+    let next = rotated.json()["refresh_token"]
+        .as_str()
+        .expect("next")
+        .to_owned();
+    let capped = refresh_with(&app, &next).await;
+    assert_eq!(capped.status, 200);
+    let left = capped.json()["refresh_expires_in"].as_i64().expect("secs");
+    assert!((1190..=1200).contains(&left), "{left}");
+    let expires: chrono::DateTime<chrono::Utc> = conn
+        .query_one(
+            "SELECT max(expires_at) FROM refresh_tokens
+             WHERE user_id = (SELECT id FROM users WHERE email = 'lifetimes@example.com')",
+            &[],
+        )
+        .await
+        .expect("expiry")
+        .get(0);
+    let until = (expires - chrono::Utc::now()).num_seconds();
+    assert!(
+        (1180..=1200).contains(&until),
+        "the token itself ends with the family: {until}"
     );
 }

@@ -183,3 +183,174 @@ async fn log_level_filters_lines() {
         .collect();
     assert_eq!(messages, vec![Value::from("loud")]);
 }
+
+/// Every security-relevant event is one `info` line (a reuse, `warn`) naming the user, the
+/// client's address and both request ids, and never a password or token.
+#[tokio::test]
+async fn each_security_event_is_one_audit_line_with_user_ip_and_both_request_ids() {
+    use serde_json::json;
+    let app = TestApp::spawn().await;
+    let capture = Capture::default();
+    let sink = capture.clone();
+    let _guard =
+        tracing::subscriber::set_default(platform::telemetry::subscriber("info", move || {
+            sink.clone()
+        }));
+
+    let user = app.register("audited@example.com").await;
+    assert_eq!(
+        app.login(&user.email, "not-the-password-1").await.status,
+        401
+    );
+    assert_eq!(
+        app.login("nobody@example.com", "not-the-password-2")
+            .await
+            .status,
+        401
+    );
+    let login = app.login(&user.email, &user.password).await.json();
+    let refresh = |token: String| {
+        let app = &app;
+        async move {
+            app.post_json("/api/v1/auth/refresh", &json!({ "refresh_token": token }))
+                .await
+        }
+    };
+    let first = user.refresh_token.clone();
+    assert_eq!(refresh(first.clone()).await.status, 200);
+    assert_eq!(refresh(first).await.status, 401, "a reuse");
+    let req = request(Method::POST, "/api/v1/auth/logout")
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", login["access_token"].as_str().expect("access")),
+        )
+        .header("x-request-id", "client-chosen-id")
+        .body(Body::empty())
+        .expect("req");
+    assert_eq!(app.send(req).await.status, 204);
+    let again = app.login(&user.email, &user.password).await.json();
+    let access = again["access_token"].as_str().expect("access").to_owned();
+    let changed = app
+        .json(
+            Method::PUT,
+            "/api/v1/users/me/password",
+            &json!({"current_password": user.password, "new_password": "a-different-long-phrase-93"}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(changed.status, 204);
+    let conn = app.db.connect().await;
+    conn.execute(
+        "UPDATE users SET role = 'admin' WHERE email = $1",
+        &[&user.email],
+    )
+    .await
+    .expect("promote");
+    domain::accounts::invalidate_profile(&app.state, user.id.parse().expect("uuid")).await;
+    let admin = app
+        .login(&user.email, "a-different-long-phrase-93")
+        .await
+        .json();
+    let admin = admin["access_token"].as_str().expect("access").to_owned();
+    assert_eq!(
+        app.get_with_token("/api/v1/users?email=aud", &admin)
+            .await
+            .status,
+        200
+    );
+    let all = app
+        .json(
+            Method::POST,
+            "/api/v1/auth/logout-all",
+            &json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(all.status, 204);
+    let last = app
+        .login(&user.email, "a-different-long-phrase-93")
+        .await
+        .json();
+    let last = last["access_token"].as_str().expect("access").to_owned();
+    let deleted = app
+        .json(
+            Method::DELETE,
+            "/api/v1/users/me",
+            &json!({"current_password": "a-different-long-phrase-93"}),
+            Some(&last),
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+
+    let lines = capture.lines();
+    let audit: Vec<&Value> = lines.iter().filter(|l| l.get("audit").is_some()).collect();
+    let events: Vec<&str> = audit.iter().filter_map(|l| l["audit"].as_str()).collect();
+    for expected in [
+        "login_failed",
+        "login_succeeded",
+        "refresh_token_reused",
+        "logout",
+        "password_changed",
+        "users_listed",
+        "logout_all",
+        "account_deleted",
+    ] {
+        assert!(events.contains(&expected), "no {expected} line: {events:?}");
+    }
+    assert_eq!(
+        events.iter().filter(|e| **e == "login_failed").count(),
+        2,
+        "{events:?}"
+    );
+    for line in &audit {
+        let event = line["audit"].as_str().unwrap_or_default();
+        let level = if event == "refresh_token_reused" {
+            "WARN"
+        } else {
+            "INFO"
+        };
+        assert_eq!(line["level"], level, "{line}");
+        assert!(
+            line["user_id"].as_str().is_some_and(|u| !u.is_empty()),
+            "{line}"
+        );
+        assert_eq!(line["client_ip"], "127.0.0.1", "{line}");
+        assert!(
+            line["platform_request_id"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty()),
+            "{line}"
+        );
+        assert!(
+            line["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+            "{line}"
+        );
+    }
+    let logout = audit
+        .iter()
+        .find(|l| l["audit"] == "logout")
+        .expect("logout");
+    assert_eq!(logout["request_id"], "client-chosen-id");
+    assert_ne!(
+        logout["platform_request_id"], "client-chosen-id",
+        "the client's id never replaces the platform's"
+    );
+    assert_eq!(
+        audit
+            .iter()
+            .find(|l| l["audit"] == "login_succeeded")
+            .expect("ok")["user_id"],
+        user.id.as_str()
+    );
+    let text = capture.text();
+    for secret in [
+        user.password.as_str(),
+        "a-different-long-phrase-93",
+        "not-the-password-1",
+        user.refresh_token.as_str(),
+        access.as_str(),
+        "nobody@example.com",
+    ] {
+        assert!(!text.contains(secret), "{secret} reached the logs");
+    }
+}

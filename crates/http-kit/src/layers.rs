@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::{
     Router,
+    body::Body,
     extract::Request,
     http::{HeaderName, HeaderValue, Method, header},
     middleware::{self, Next},
@@ -75,7 +76,10 @@ pub fn app(routes: Router, state: &Platform) -> Router {
         .layer(cors(config))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(request_span)
+                .make_span_with({
+                    let config = state.config.clone();
+                    move |req: &http::Request<Body>| request_span(req, &config)
+                })
                 .on_request(())
                 .on_response(log_response)
                 .on_failure(()),
@@ -169,12 +173,24 @@ impl MakeRequestId for RequestIds {
 
 static COLD_START: AtomicBool = AtomicBool::new(true);
 
-fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
+/// Every log line of a request carries: the id it is answered with (`request_id`, the
+/// client's own when sane), the platform's id for it (`platform_request_id`: API Gateway's on
+/// Lambda, a fresh one elsewhere), which a client cannot choose, and the client's address.
+fn request_span<B>(req: &http::Request<B>, config: &Config) -> tracing::Span {
+    use lambda_http::RequestExt;
     let request_id = req
         .headers()
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let platform_request_id = match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    }
+    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let client_ip = crate::client_ip::client_ip(req, config)
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
     let trace_id = req
         .headers()
         .get("x-amzn-trace-id")
@@ -184,6 +200,8 @@ fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
     tracing::info_span!(
         "request",
         request_id,
+        platform_request_id,
+        client_ip,
         trace_id,
         cold_start = COLD_START.swap(false, Ordering::Relaxed),
         method = %req.method(),

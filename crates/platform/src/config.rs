@@ -84,7 +84,11 @@ pub struct Config {
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub jwt_expires_in: Duration,
+    /// A refresh token's idle lifetime: each rotation starts it again.
     pub refresh_token_expires_in: Duration,
+    /// `REFRESH_TOKEN_ABSOLUTE_LIFETIME` (30 days): no session outlives this since its login,
+    /// however often it is refreshed.
+    pub refresh_token_absolute_lifetime: Duration,
     pub allowed_origins: Vec<String>,
     pub rate_limit_max: u32,
     pub rate_limit_window: Duration,
@@ -258,6 +262,10 @@ impl Config {
             refresh_token_expires_in: env.duration_or(
                 "REFRESH_TOKEN_EXPIRES_IN",
                 Duration::from_secs(7 * 24 * 3600),
+            )?,
+            refresh_token_absolute_lifetime: env.duration_or(
+                "REFRESH_TOKEN_ABSOLUTE_LIFETIME",
+                Duration::from_secs(30 * 24 * 3600),
             )?,
             // Deployed, the web client is served from the API's own origin (CloudFront), so no
             // other origin is allowed unless named; locally, the Vite dev server's.
@@ -487,6 +495,10 @@ mod tests {
         assert_eq!(c.rate_limit_window, Duration::from_secs(900));
         assert_eq!(c.jwt_expires_in, Duration::from_secs(900));
         assert_eq!(c.refresh_token_expires_in, Duration::from_secs(604_800));
+        assert_eq!(
+            c.refresh_token_absolute_lifetime,
+            Duration::from_secs(30 * 24 * 3600)
+        );
         assert_eq!(c.allowed_origins, vec!["http://localhost:5173".to_owned()]);
     }
 

@@ -118,8 +118,12 @@ async fn register(
             "An account with this email already exists",
         ));
     };
-    let refresh =
-        refresh::start_family(&*tx, user.user.id, state.config.refresh_token_expires_in).await?;
+    let refresh = refresh::start_family(
+        &*tx,
+        user.user.id,
+        refresh::Lifetimes::from_config(&state.config),
+    )
+    .await?;
     tx.commit().await?;
     session::respond(&state, StatusCode::CREATED, &user, &refresh)
 }
@@ -174,12 +178,24 @@ async fn login(
         {
             tracing::warn!(error = %err, "redis unavailable: failed login not counted");
         }
+        // The account when there is one; never the address that was typed.
+        let user_id = user.as_ref().map(|u| u.user.id.to_string());
+        tracing::info!(
+            audit = "login_failed",
+            user_id = user_id.as_deref().unwrap_or("unknown"),
+            "audit: login failed"
+        );
         return Err(ApiError::InvalidCredentials);
     };
 
     let conn = state.db.get().await?;
-    let refresh =
-        refresh::start_family(&**conn, user.user.id, state.config.refresh_token_expires_in).await?;
+    let refresh = refresh::start_family(
+        &**conn,
+        user.user.id,
+        refresh::Lifetimes::from_config(&state.config),
+    )
+    .await?;
+    tracing::info!(audit = "login_succeeded", user_id = %user.user.id, "audit: login succeeded");
     session::respond(&state, StatusCode::OK, &user, &refresh)
 }
 
@@ -244,7 +260,8 @@ async fn refresh_session(
         .ok_or_else(|| ApiError::Unauthorized("A refresh token is required".into()))?;
     let mut conn = state.db.get().await?;
     let tx = conn.transaction().await?;
-    let rotation = refresh::rotate(&*tx, &token, state.config.refresh_token_expires_in).await?;
+    let rotation =
+        refresh::rotate(&*tx, &token, refresh::Lifetimes::from_config(&state.config)).await?;
     match rotation {
         refresh::Rotation::Rotated { user_id, next } => {
             let user = users::find_by_id(&*tx, user_id).await?.ok_or_else(|| {
@@ -253,10 +270,14 @@ async fn refresh_session(
             tx.commit().await?;
             session::respond(&state, StatusCode::OK, &user, &next)
         }
-        refresh::Rotation::Reused => {
+        refresh::Rotation::Reused { user_id } => {
             // The family's revocation must stick even though the answer is an error.
             tx.commit().await?;
-            tracing::warn!("a used refresh token was presented again: its family is revoked");
+            tracing::warn!(
+                audit = "refresh_token_reused",
+                %user_id,
+                "audit: a used refresh token was presented again; its session is revoked"
+            );
             Err(ApiError::Unauthorized(
                 "The refresh token is invalid or expired".into(),
             ))
@@ -298,6 +319,7 @@ async fn logout(
     }
     tx.commit().await?;
     revocation::deny(&state, &**conn, &caller.claims).await?;
+    tracing::info!(audit = "logout", user_id = %caller.id, "audit: logout");
     Ok((StatusCode::NO_CONTENT, clear_cookie()).into_response())
 }
 
@@ -322,5 +344,6 @@ async fn logout_all(
     tx.commit().await?;
     // Committed on its own, so the cached generation never runs ahead of Postgres.
     revocation::bump_generation(&state, &**conn, caller.id).await?;
+    tracing::info!(audit = "logout_all", user_id = %caller.id, "audit: logout from every session");
     Ok((StatusCode::NO_CONTENT, clear_cookie()).into_response())
 }

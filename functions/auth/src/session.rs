@@ -31,7 +31,9 @@ pub struct TokenResponse<'a> {
     /// Opaque; single use, rotated by `POST /api/v1/auth/refresh`.
     #[schema(value_type = String)]
     refresh_token: &'a str,
-    /// Refresh token lifetime in seconds (`REFRESH_TOKEN_EXPIRES_IN`, 7 days by default).
+    /// Refresh token lifetime in seconds: `REFRESH_TOKEN_EXPIRES_IN` (7 days by default) from
+    /// every rotation, or what is left of the session's `REFRESH_TOKEN_ABSOLUTE_LIFETIME` (30
+    /// days from its login) when that is less.
     #[schema(minimum = 1, example = 604800)]
     refresh_expires_in: i64,
     #[schema(value_type = User)]

@@ -205,6 +205,7 @@ async fn change_password(
     tx.commit().await?;
     revocation::bump_generation(&state, &**conn, caller.id).await?;
     users::invalidate_profile(&state, caller.id).await;
+    tracing::info!(audit = "password_changed", user_id = %caller.id, "audit: password changed");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -245,6 +246,7 @@ async fn delete_me(
     // Outstanding tokens die with the user: the revocation check finds no one.
     revocation::forget_user(&state, caller.id).await;
     users::invalidate_profile(&state, caller.id).await;
+    tracing::info!(audit = "account_deleted", user_id = %caller.id, "audit: account deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -291,7 +293,7 @@ struct EmailFilter {
 )]
 async fn list(
     State(state): State<UsersState>,
-    _admin: AdminUser,
+    admin: AdminUser,
     page: Pagination,
     Query(filter): Query<EmailFilter>,
 ) -> Result<JsonBody<Page<User>>, ApiError> {
@@ -307,6 +309,13 @@ async fn list(
     let conn = state.db_read.get().await?;
     let after = page.cursor.map(pages::position);
     let (items, next) = users::list(&**conn, after, prefix, page.limit).await?;
+    // Who looked at the user list, not what they searched for (an email prefix is personal).
+    tracing::info!(
+        audit = "users_listed",
+        user_id = %admin.id,
+        filtered = prefix.is_some(),
+        "audit: admin listed users"
+    );
     Ok(JsonBody(Page::new(items, next.map(pages::cursor))))
 }
 

@@ -1,9 +1,11 @@
 //! Refresh tokens: 256 random bits, handed out once, stored only as their SHA-256 hash.
 //!
-//! Tokens belong to a family started at login or registration. Every refresh consumes its
-//! token and issues the next one in the family; the family itself ends 7 days after it started
-//! (`REFRESH_TOKEN_EXPIRES_IN`), however often it is refreshed. Presenting a token that was
-//! already used means it was stolen or replayed: the whole family is revoked.
+//! Tokens belong to a family (a session) started at login or registration. Every refresh
+//! consumes its token and issues the next one in the family, valid for the idle lifetime
+//! (`REFRESH_TOKEN_EXPIRES_IN`, 7 days) from then; the family itself ends at its absolute
+//! lifetime (`REFRESH_TOKEN_ABSOLUTE_LIFETIME`, 30 days after the login), however often it is
+//! refreshed. Presenting a token that was already used means it was stolen or replayed: the
+//! whole family is revoked.
 
 use std::time::Duration;
 
@@ -20,12 +22,33 @@ pub struct RefreshToken {
     pub token: String,
     pub family_id: Uuid,
     pub expires_at: DateTime<Utc>,
+    /// Its lifetime in whole seconds as issued: the idle lifetime exactly, or what is left of
+    /// the family's absolute lifetime when that is less.
+    lifetime_secs: i64,
 }
 
 impl RefreshToken {
-    /// Seconds until this token expires, for `refresh_expires_in` and the cookie's Max-Age.
+    /// Seconds this token lives, for `refresh_expires_in` and the cookie's Max-Age.
     pub fn expires_in(&self) -> i64 {
-        (self.expires_at - Utc::now()).num_seconds().max(0)
+        self.lifetime_secs
+    }
+}
+
+/// How long refresh tokens and their families live.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// Each token, from its issue (`REFRESH_TOKEN_EXPIRES_IN`).
+    pub idle: Duration,
+    /// Each family, from its login (`REFRESH_TOKEN_ABSOLUTE_LIFETIME`).
+    pub absolute: Duration,
+}
+
+impl Lifetimes {
+    pub fn from_config(config: &platform::config::Config) -> Self {
+        Self {
+            idle: config.refresh_token_expires_in,
+            absolute: config.refresh_token_absolute_lifetime,
+        }
     }
 }
 
@@ -35,8 +58,10 @@ pub enum Rotation {
         user_id: Uuid,
         next: RefreshToken,
     },
-    /// An already-used token: its family is now revoked.
-    Reused,
+    /// An already-used token: its family (a session of `user_id`) is now revoked.
+    Reused {
+        user_id: Uuid,
+    },
     /// Unknown, expired or revoked.
     Invalid,
 }
@@ -60,10 +85,19 @@ async fn insert(
     user_id: Uuid,
     family_id: Uuid,
     family_expires_at: DateTime<Utc>,
-    lifetime: Duration,
+    idle: Duration,
 ) -> anyhow::Result<RefreshToken> {
     let token = random_token();
-    let expires_at = (Utc::now() + to_chrono(lifetime)).min(family_expires_at);
+    let now = Utc::now();
+    let idle = to_chrono(idle);
+    let (expires_at, lifetime_secs) = if now + idle <= family_expires_at {
+        (now + idle, idle.num_seconds())
+    } else {
+        (
+            family_expires_at,
+            (family_expires_at - now).num_seconds().max(0),
+        )
+    };
     db.execute_typed(
         "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at, family_expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -82,6 +116,7 @@ async fn insert(
         token,
         family_id,
         expires_at,
+        lifetime_secs,
     })
 }
 
@@ -89,10 +124,17 @@ async fn insert(
 pub async fn start_family(
     db: &impl GenericClient,
     user_id: Uuid,
-    lifetime: Duration,
+    lifetimes: Lifetimes,
 ) -> anyhow::Result<RefreshToken> {
-    let family_expires_at = Utc::now() + to_chrono(lifetime);
-    insert(db, user_id, Uuid::now_v7(), family_expires_at, lifetime).await
+    let family_expires_at = Utc::now() + to_chrono(lifetimes.absolute);
+    insert(
+        db,
+        user_id,
+        Uuid::now_v7(),
+        family_expires_at,
+        lifetimes.idle,
+    )
+    .await
 }
 
 /// Takes the user's row lock until the transaction ends: every revocation and every rotation
@@ -116,7 +158,7 @@ async fn lock_user(db: &impl GenericClient, user_id: Uuid) -> anyhow::Result<boo
 pub async fn rotate(
     db: &impl GenericClient,
     token: &str,
-    lifetime: Duration,
+    lifetimes: Lifetimes,
 ) -> anyhow::Result<Rotation> {
     let token_hash = hash(token);
     let owner = db
@@ -143,7 +185,7 @@ pub async fn rotate(
         .await
         .context("consuming a refresh token")?;
     if let Some(row) = consumed {
-        let next = insert(db, row.get(0), row.get(1), row.get(2), lifetime).await?;
+        let next = insert(db, row.get(0), row.get(1), row.get(2), lifetimes.idle).await?;
         return Ok(Rotation::Rotated {
             user_id: row.get(0),
             next,
@@ -159,7 +201,7 @@ pub async fn rotate(
     match known {
         Some(row) if row.get::<_, bool>(1) => {
             revoke_family(db, row.get(0)).await?;
-            Ok(Rotation::Reused)
+            Ok(Rotation::Reused { user_id: owner })
         }
         _ => Ok(Rotation::Invalid),
     }
