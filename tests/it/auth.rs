@@ -591,7 +591,7 @@ async fn a_huge_login_email_is_refused_before_redis_and_failure_keys_hold_no_add
         .await;
     assert_eq!(res.status, 401);
 
-    let prefix = app.state.cache.key("login_fail:");
+    let prefix = app.state.cache.key("pw_fail:");
     let mut redis = app.redis().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
@@ -812,8 +812,9 @@ async fn each_rotation_gets_the_whole_idle_lifetime_until_the_absolute_one_caps_
     assert!((1190..=1200).contains(&left), "{left}");
     let expires: chrono::DateTime<chrono::Utc> = conn
         .query_one(
-            "SELECT max(expires_at) FROM refresh_tokens
-             WHERE user_id = (SELECT id FROM users WHERE email = 'lifetimes@example.com')",
+            "SELECT expires_at FROM refresh_tokens
+             WHERE user_id = (SELECT id FROM users WHERE email = 'lifetimes@example.com')
+             ORDER BY created_at DESC, id DESC LIMIT 1",
             &[],
         )
         .await
@@ -824,4 +825,114 @@ async fn each_rotation_gets_the_whole_idle_lifetime_until_the_absolute_one_caps_
         (1180..=1200).contains(&until),
         "the token itself ends with the family: {until}"
     );
+}
+
+fn login_from(email: &str, password: &str) -> http::Request<Body> {
+    request(Method::POST, "/api/v1/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"email": email, "password": password}).to_string(),
+        ))
+        .expect("req")
+}
+
+/// Thirty wrong passwords at once: the slot is taken before the check, so exactly ten reach
+/// argon2 (401) and the rest are refused before it (429).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_wrong_passwords_gets_no_more_checks_than_the_limit() {
+    let app = std::sync::Arc::new(
+        TestApp::spawn_with(crate::support::Settings::default().set("RATE_LIMIT_MAX", "100000"))
+            .await,
+    );
+    let user = app.register("burst@example.com").await;
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let (app, email) = (app.clone(), user.email.clone());
+            tokio::spawn(async move {
+                app.send_from(
+                    &format!("198.51.100.{i}"),
+                    login_from(&email, "wrong-guess-x"),
+                )
+                .await
+                .status
+                .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.expect("task"));
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, refused), (10, 20), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_successful_login_clears_the_count_and_the_owners_network_is_never_locked_out() {
+    let app = TestApp::spawn().await;
+    // Registered from the test client's own address (127.0.0.1): a known network.
+    let user = app.register("owner@example.com").await;
+    for i in 0..9 {
+        let res = app
+            .send(login_from(&user.email, &format!("wrong-{i}")))
+            .await;
+        assert_eq!(res.status, 401, "attempt {i}");
+    }
+    assert_eq!(app.login(&user.email, &user.password).await.status, 200);
+    for i in 0..10 {
+        let res = app
+            .send(login_from(&user.email, &format!("again-{i}")))
+            .await;
+        assert_eq!(
+            res.status, 401,
+            "a success started the count again: attempt {i}"
+        );
+    }
+    assert_eq!(app.login(&user.email, &user.password).await.status, 429);
+
+    // An attacker elsewhere uses up the budget of every other network...
+    let other = app.register("target@example.com").await;
+    for i in 0..10 {
+        let res = app
+            .send_from(&format!("203.0.113.{i}"), login_from(&other.email, "guess"))
+            .await;
+        assert_eq!(res.status, 401, "attempt {i}");
+    }
+    let res = app
+        .send_from("203.0.113.200", login_from(&other.email, &other.password))
+        .await;
+    assert_eq!(res.status, 429, "a new network is locked out");
+    // ...but the owner, from the network they registered from, still signs in.
+    assert_eq!(app.login(&other.email, &other.password).await.status, 200);
+}
+
+#[tokio::test]
+async fn current_password_checks_share_the_accounts_guessing_limit() {
+    let app = TestApp::spawn().await;
+    let user = app.register("stolen-token@example.com").await;
+    let wrong = || {
+        request(Method::DELETE, "/api/v1/users/me")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", user.access_token),
+            )
+            .body(Body::from(
+                json!({"current_password": "a-guess-at-it"}).to_string(),
+            ))
+            .expect("req")
+    };
+    // Someone holding a stolen access token, from their own network.
+    for i in 0..10 {
+        let res = app.send_from("198.51.100.77", wrong()).await;
+        assert_eq!(res.status, 422, "attempt {i}");
+    }
+    let res = app.send_from("198.51.100.77", wrong()).await;
+    assert_eq!(res.status, 429);
+    assert!(res.header("retry-after").is_some());
+    let me = app
+        .get_with_token("/api/v1/users/me", &user.access_token)
+        .await;
+    assert_eq!(me.status, 200, "the account is still there");
 }

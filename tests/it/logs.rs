@@ -189,7 +189,7 @@ async fn log_level_filters_lines() {
 #[tokio::test]
 async fn each_security_event_is_one_audit_line_with_user_ip_and_both_request_ids() {
     use serde_json::json;
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn().await.with_bucket().await;
     let capture = Capture::default();
     let sink = capture.clone();
     let _guard =

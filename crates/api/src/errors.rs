@@ -21,3 +21,13 @@ pub fn refusal(err: Refusal) -> ApiError {
         Refusal::Unavailable(err) => err.into(),
     }
 }
+
+/// A password check refused before it ran: the account's guessing budget is used up.
+pub fn locked(locked: &domain::accounts::guessing::Locked, detail: &str) -> ApiError {
+    ApiError::TooManyRequests {
+        retry_after_secs: u64::try_from(locked.retry_after.as_millis().div_ceil(1000))
+            .unwrap_or(u64::MAX)
+            .max(1),
+        detail: detail.into(),
+    }
+}

@@ -16,6 +16,26 @@ use platform::config::Config;
 
 pub const ORIGIN_VERIFY_HEADER: &str = "x-origin-verify";
 
+/// The client's network as the limiters count it ([`rate_key`]), set by the rate-limit layer
+/// for the handlers: the per-account password limits keep a budget per known network.
+#[derive(Debug, Clone)]
+pub struct ClientNetwork(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientNetwork {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .unwrap_or_else(|| Self(rate_key(None))))
+    }
+}
+
 pub fn client_ip<B>(req: &Request<B>, config: &Config) -> Option<IpAddr> {
     if let Some(secret) = &config.origin_verify_secret {
         let presented = req

@@ -73,8 +73,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Query(raw) = Query::<RawPagination>::from_request_parts(parts, state).await?;
+        // An empty `limit=` is a wrong value, not an absent one (the document says integer).
         let limit = match raw.limit.as_deref() {
-            None | Some("") => DEFAULT_LIMIT,
+            None => DEFAULT_LIMIT,
             Some(text) => text
                 .parse::<i64>()
                 .ok()

@@ -60,15 +60,15 @@ fn reset_secs(reset: Duration) -> u64 {
     reset.as_secs() + u64::from(reset.subsec_nanos() > 0)
 }
 
-pub async fn limit(State(state): State<Platform>, req: Request, next: Next) -> Response {
+pub async fn limit(State(state): State<Platform>, mut req: Request, next: Next) -> Response {
+    let config = &state.config;
+    let network = client_ip::rate_key(client_ip::client_ip(&req, config));
+    req.extensions_mut()
+        .insert(client_ip::ClientNetwork(network.clone()));
     if EXEMPT.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    let config = &state.config;
-    let key = state.cache.key(&format!(
-        "rl:{}",
-        client_ip::rate_key(client_ip::client_ip(&req, config))
-    ));
+    let key = state.cache.key(&format!("rl:{network}"));
     let hit = match hit(&state.cache, &key, config.rate_limit_window).await {
         Ok(hit) => hit,
         Err(err) => {

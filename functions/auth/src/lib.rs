@@ -3,8 +3,6 @@
 mod session;
 mod state;
 
-use std::time::Duration;
-
 use api::AuthUser;
 use axum::{
     Router,
@@ -13,10 +11,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use domain::{
-    accounts::{self as users, Email, Password, password},
+    accounts::{self as users, Email, Password, guessing, password},
     sessions::{refresh, revocation},
 };
-use http_kit::{ApiError, FieldError, Json, OptionalJson, rate_limit};
+use http_kit::{ApiError, FieldError, Json, OptionalJson, client_ip::ClientNetwork};
 use platform::Platform;
 use serde::Deserialize;
 use utoipa::{ToSchema, openapi::OpenApi};
@@ -26,9 +24,6 @@ pub use session::REFRESH_COOKIE;
 use session::{TokenResponse, clear_cookie, refresh_token_from};
 pub use state::AuthState;
 
-/// Failed logins allowed per account per window, whatever the client IP.
-pub const LOGIN_FAILURES_MAX: u64 = 10;
-pub const LOGIN_FAILURES_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Longer inputs cannot be a valid password: refuse them before paying for a hash.
 const LOGIN_PASSWORD_MAX_BYTES: usize = 4 * password::MAX_CHARS;
 
@@ -92,6 +87,7 @@ struct RegisterRequest {
 )]
 async fn register(
     State(state): State<AuthState>,
+    network: ClientNetwork,
     Json(body): Json<RegisterRequest>,
 ) -> Result<Response, ApiError> {
     let mut errors = Vec::new();
@@ -125,6 +121,8 @@ async fn register(
     )
     .await?;
     tx.commit().await?;
+    // The network an account was created from is its owner's.
+    guessing::remember_network(&state.cache, &user.user.email, &network.0).await;
     session::respond(&state, StatusCode::CREATED, &user, &refresh)
 }
 
@@ -151,6 +149,7 @@ struct LoginRequest {
 )]
 async fn login(
     State(state): State<AuthState>,
+    network: ClientNetwork,
     Json(body): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let email = body.email.trim().to_lowercase();
@@ -158,10 +157,15 @@ async fn login(
     if email.len() > Email::MAX_BYTES {
         return Err(ApiError::field("email", "must be at most 254 characters"));
     }
-    let failures_key = state
-        .cache
-        .key(&format!("login_fail:{}", Email::digest(&email)));
-    ensure_account_not_locked(&state, &failures_key).await?;
+    // The slot is taken before the check, so a burst cannot run more checks than the limit.
+    let attempt = guessing::begin(&state.cache, &email, &network.0)
+        .await
+        .map_err(|locked| {
+            api::errors::locked(
+                &locked,
+                "Too many failed logins for this account, try again later",
+            )
+        })?;
 
     let user = {
         let conn = state.db.get().await?;
@@ -173,13 +177,9 @@ async fn login(
         .map_or(password::DUMMY_HASH.as_str(), |u| u.password_hash.as_str());
     let password_ok = body.password.len() <= LOGIN_PASSWORD_MAX_BYTES
         && password::verify(&body.password, stored).await?;
+    // The account when there is one; never the address that was typed.
+    let user_id = user.as_ref().map(|u| u.user.id.to_string());
     let Some(user) = user.filter(|_| password_ok) else {
-        if let Err(err) = rate_limit::hit(&state.cache, &failures_key, LOGIN_FAILURES_WINDOW).await
-        {
-            tracing::warn!(error = %err, "redis unavailable: failed login not counted");
-        }
-        // The account when there is one; never the address that was typed.
-        let user_id = user.as_ref().map(|u| u.user.id.to_string());
         tracing::info!(
             audit = "login_failed",
             user_id = user_id.as_deref().unwrap_or("unknown"),
@@ -187,6 +187,7 @@ async fn login(
         );
         return Err(ApiError::InvalidCredentials);
     };
+    attempt.succeeded(&state.cache).await;
 
     let conn = state.db.get().await?;
     let refresh = refresh::start_family(
@@ -197,34 +198,6 @@ async fn login(
     .await?;
     tracing::info!(audit = "login_succeeded", user_id = %user.user.id, "audit: login succeeded");
     session::respond(&state, StatusCode::OK, &user, &refresh)
-}
-
-/// After too many failures on one account, refuse it for the rest of the window, whatever the
-/// IP; a Redis outage lets logins through (they are still rate limited per IP when it returns).
-async fn ensure_account_not_locked(state: &AuthState, key: &str) -> Result<(), ApiError> {
-    let counted: redis::RedisResult<(Option<u64>, i64)> = state
-        .cache
-        .run(|mut conn| async move {
-            redis::pipe()
-                .get(key)
-                .pttl(key)
-                .query_async(&mut conn)
-                .await
-        })
-        .await;
-    match counted {
-        Ok((Some(failures), ttl_ms)) if failures >= LOGIN_FAILURES_MAX => {
-            Err(ApiError::TooManyRequests {
-                retry_after_secs: u64::try_from(ttl_ms).unwrap_or(0).div_ceil(1000).max(1),
-                detail: "Too many failed logins for this account, try again later".into(),
-            })
-        }
-        Ok(_) => Ok(()),
-        Err(err) => {
-            tracing::warn!(error = %err, "redis unavailable: per-account login limit skipped");
-            Ok(())
-        }
-    }
 }
 
 /// The refresh token in the body. Without a body, or with `refresh_token` absent or empty, the

@@ -12,11 +12,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use domain::{
-    accounts::{self as users, Credentials, Email, Password, User, password},
+    accounts::{self as users, Credentials, Email, Password, User, guessing, password},
     files,
     sessions::{refresh, revocation},
 };
-use http_kit::{ApiError, FieldError, Json, Page, Pagination, Query};
+use http_kit::{ApiError, FieldError, Json, Page, Pagination, Query, client_ip::ClientNetwork};
 use platform::Platform;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema, openapi::OpenApi};
@@ -105,6 +105,7 @@ struct UpdateMeRequest {
 async fn update_me(
     State(state): State<UsersState>,
     caller: AuthUser,
+    network: ClientNetwork,
     Json(body): Json<UpdateMeRequest>,
 ) -> Result<JsonBody<User>, ApiError> {
     if body.name.is_none() && body.email.is_none() {
@@ -145,7 +146,7 @@ async fn update_me(
                 "is required to change the email",
             ));
         }
-        check_password(given, &current).await?;
+        check_password(&state, &network, given, &current).await?;
     }
     let conn = state.db.get().await?;
     let updated = users::update_profile(
@@ -190,13 +191,14 @@ struct ChangePasswordRequest {
 async fn change_password(
     State(state): State<UsersState>,
     caller: AuthUser,
+    network: ClientNetwork,
     Json(body): Json<ChangePasswordRequest>,
 ) -> Result<Response, ApiError> {
     let current = current_user(&state, caller.id).await?;
     let hints = [current.user.email.as_str(), current.user.name.as_str()];
     let new_password = Password::parse(&body.new_password, &hints)
         .map_err(|err| api::errors::password("new_password", &err))?;
-    check_password(&body.current_password, &current).await?;
+    check_password(&state, &network, &body.current_password, &current).await?;
     let hash = password::hash(new_password.expose()).await?;
     let mut conn = state.db.get().await?;
     let tx = conn.transaction().await?;
@@ -232,10 +234,11 @@ struct DeleteMeRequest {
 async fn delete_me(
     State(state): State<UsersState>,
     caller: AuthUser,
+    network: ClientNetwork,
     Json(body): Json<DeleteMeRequest>,
 ) -> Result<Response, ApiError> {
     let current = current_user(&state, caller.id).await?;
-    check_password(&body.current_password, &current).await?;
+    check_password(&state, &network, &body.current_password, &current).await?;
     // Files first: if S3 fails, the account stays whole and the user can try again.
     files::delete_user_objects(&state.s3, &state.config.uploads_bucket, caller.id)
         .await
@@ -260,8 +263,24 @@ async fn current_user(state: &UsersState, id: uuid::Uuid) -> Result<Credentials,
 }
 
 /// A wrong current password is a 422 on that field, not a 401: the session itself is fine.
-async fn check_password(given: &str, current: &Credentials) -> Result<(), ApiError> {
+/// The check counts against the account's guessing limit, as a login does (a stolen access
+/// token must not become a way to guess the password).
+async fn check_password(
+    state: &UsersState,
+    network: &ClientNetwork,
+    given: &str,
+    current: &Credentials,
+) -> Result<(), ApiError> {
+    let attempt = guessing::begin(&state.cache, &current.user.email, &network.0)
+        .await
+        .map_err(|locked| {
+            api::errors::locked(
+                &locked,
+                "Too many wrong passwords for this account, try again later",
+            )
+        })?;
     if password::verify(given, &current.password_hash).await? {
+        attempt.succeeded(&state.cache).await;
         Ok(())
     } else {
         Err(ApiError::field("current_password", "is incorrect"))

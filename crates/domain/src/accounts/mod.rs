@@ -12,6 +12,7 @@ pub use crate::Position;
 use platform::Platform;
 
 pub mod email;
+pub mod guessing;
 pub mod password;
 
 pub use email::Email;
