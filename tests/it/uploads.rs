@@ -603,3 +603,58 @@ async fn the_download_url_is_signed_for_5_minutes_with_an_attachment_disposition
     );
     assert!(sigv4::verify(&signed, &[], &signing_secret()));
 }
+
+/// A file PUT through its presigned URL after its account was deleted has no row: the daily
+/// maintenance removes it, and leaves everyone else's files alone.
+#[tokio::test]
+async fn objects_uploaded_after_their_account_was_deleted_are_removed() {
+    let app = TestApp::spawn().await.with_bucket().await;
+    let leaver = app.register("leaver@example.com").await;
+    let stayer = app.register("stayer@example.com").await;
+    let late = declare(&app, &leaver, "late.txt", "text/plain", 4)
+        .await
+        .json();
+    let kept = declare(&app, &stayer, "kept.txt", "text/plain", 4)
+        .await
+        .json();
+    assert_eq!(put(&kept, b"kept", None).await, 200);
+    let deleted = app
+        .json(
+            Method::DELETE,
+            "/api/v1/users/me",
+            &json!({"current_password": leaver.password}),
+            Some(&leaver.access_token),
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+    // The URL is still within its 15 minutes: S3 takes the file.
+    assert_eq!(put(&late, b"late", None).await, 200);
+    let bucket = &app.state.config.uploads_bucket;
+    let keys = |app: &TestApp| {
+        let (s3, bucket) = (app.s3.clone(), bucket.clone());
+        async move {
+            s3.list_objects_v2()
+                .bucket(bucket)
+                .send()
+                .await
+                .expect("list")
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(keys(&app).await.len(), 2);
+
+    let conn = app.db.connect().await;
+    let removed = domain::files::clean_up_orphans(&**conn, &app.s3, bucket)
+        .await
+        .expect("cleanup");
+    assert_eq!(removed, 1);
+    let left = keys(&app).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].ends_with(kept["id"].as_str().expect("id")),
+        "{left:?}"
+    );
+}

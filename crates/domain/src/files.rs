@@ -232,3 +232,71 @@ pub async fn clean_up_abandoned(
     }
     Ok(rows.len())
 }
+
+/// Removes objects under `uploads/` that no upload row names any more: a file PUT through a
+/// presigned URL after its upload or its account was deleted (the URL stays valid for its 15
+/// minutes). Run daily by the scheduled maintenance task; keys it cannot read are left alone.
+pub async fn clean_up_orphans(
+    db: &impl GenericClient,
+    s3: &S3,
+    bucket: &str,
+) -> anyhow::Result<usize> {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let mut removed = 0;
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix("uploads/")
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .context("listing uploaded objects")?;
+        // `uploads/{user_id}/{upload_id}`: the upload id names the row.
+        let named: Vec<(String, Uuid)> = page
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .filter_map(|key| {
+                let id = key.rsplit('/').next()?.parse().ok()?;
+                Some((key.to_owned(), id))
+            })
+            .collect();
+        let ids: Vec<Uuid> = named.iter().map(|(_, id)| *id).collect();
+        let live: std::collections::HashSet<Uuid> = db
+            .query_typed(
+                "SELECT id FROM uploads WHERE id = ANY($1)",
+                &[(&ids, Type::UUID_ARRAY)],
+            )
+            .await
+            .context("matching objects to uploads")?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let orphans: Vec<ObjectIdentifier> = named
+            .iter()
+            .filter(|(_, id)| !live.contains(id))
+            .filter_map(|(key, _)| ObjectIdentifier::builder().key(key).build().ok())
+            .collect();
+        if !orphans.is_empty() {
+            removed += orphans.len();
+            let batch = Delete::builder()
+                .set_objects(Some(orphans))
+                .quiet(true)
+                .build()
+                .context("building a delete")?;
+            s3.delete_objects()
+                .bucket(bucket)
+                .delete(batch)
+                .send()
+                .await
+                .context("deleting orphaned objects")?;
+        }
+        match page.next_continuation_token() {
+            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(removed)
+}

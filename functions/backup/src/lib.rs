@@ -4,8 +4,9 @@
 //!   the `BackupSucceeded` metric (1 or 0);
 //! - `{"task":"drill"}` (weekly): the newest backup restored into a scratch database and checked,
 //!   then `DrillSucceeded` (1 or 0);
-//! - `{"task":"maintenance"}` (daily): uploads never completed within 24 hours are removed, their
-//!   objects and their rows.
+//! - `{"task":"maintenance"}` (daily): objects no upload row names (a file PUT through its URL
+//!   after its account was deleted) are removed, and uploads never completed within 24 hours
+//!   are removed, their objects and their rows.
 //!
 //! A task that fails returns its error, so the invocation fails and the alarms see it.
 
@@ -152,7 +153,16 @@ impl Tasks {
             ABANDONED_AFTER,
         )
         .await?;
-        tracing::info!(removed, "abandoned uploads removed");
-        Ok(json!({ "abandoned_uploads_removed": removed }))
+        let orphans =
+            domain::files::clean_up_orphans(&**conn, &self.s3, &self.config.uploads_bucket).await?;
+        tracing::info!(
+            removed,
+            orphans,
+            "abandoned uploads and orphaned objects removed"
+        );
+        Ok(json!({
+            "abandoned_uploads_removed": removed,
+            "orphaned_objects_removed": orphans,
+        }))
     }
 }
