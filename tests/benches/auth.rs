@@ -93,18 +93,19 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Password hashing, as register and login pay it.
-    let hash = domain::accounts::password::hash(PASSWORD).await?;
+    let slots = platform::work::Slots::per_core(std::time::Duration::from_secs(60));
+    let hash = domain::accounts::password::hash(&slots, PASSWORD).await?;
     let mut samples = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
-        domain::accounts::password::hash(PASSWORD).await?;
+        domain::accounts::password::hash(&slots, PASSWORD).await?;
         samples.push(started.elapsed());
     }
     report("argon2id hash (m=19456, t=2, p=1)", samples);
     let mut samples = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
-        domain::accounts::password::verify(PASSWORD, &hash).await?;
+        domain::accounts::password::verify(&slots, PASSWORD, &hash).await?;
         samples.push(started.elapsed());
     }
     report("argon2id verify", samples);

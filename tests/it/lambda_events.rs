@@ -45,7 +45,7 @@ async fn the_health_event_runs_through_the_health_router() {
 async fn the_login_event_runs_through_the_auth_router() {
     let app = TestApp::spawn().await;
     let conn = app.db.connect().await;
-    let hash = domain::accounts::password::hash("ana-dev-password-2024!")
+    let hash = domain::accounts::password::hash(&app.state.hashing, "ana-dev-password-2024!")
         .await
         .expect("hash");
     conn.execute(

@@ -449,3 +449,77 @@ async fn users_me_is_served_without_redis(app: &TestApp, token: &str, within: Du
     );
     assert!(took < within, "/users/me took {took:?}");
 }
+
+/// Password hashing runs at most the configured number at once, however many requests ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_password_hashes_run_at_once_than_the_limit() {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let slots = platform::work::Slots::new(2, std::time::Duration::from_secs(120));
+    let tasks: Vec<_> = (0..4 * cores.max(2))
+        .map(|i| {
+            let slots = slots.clone();
+            tokio::spawn(async move {
+                domain::accounts::password::hash(&slots, &format!("a-password-of-test-{i}")).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.expect("task").is_ok());
+    }
+    assert_eq!(slots.peak(), 2, "the limit was reached and never passed");
+}
+
+/// A request that cannot get a hashing slot within the wait is a 503 with `Retry-After`, never
+/// an unbounded queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_too_long_for_a_hashing_slot_is_a_503_with_retry_after() {
+    let app = std::sync::Arc::new(
+        TestApp::spawn_with(
+            crate::support::Settings::default()
+                .set("PASSWORD_HASH_CONCURRENCY", "1")
+                .set("PASSWORD_HASH_WAIT", "1ms")
+                .set("RATE_LIMIT_MAX", "100000"),
+        )
+        .await,
+    );
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.post_json(
+                    "/api/v1/auth/register",
+                    &serde_json::json!({
+                        "email": format!("busy{i}@example.com"),
+                        "password": crate::support::STRONG_PASSWORD,
+                        "name": "Busy",
+                    }),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut busy = 0;
+    for task in tasks {
+        let res = task.await.expect("task");
+        match res.status.as_u16() {
+            201 => {}
+            503 => {
+                busy += 1;
+                assert!(
+                    res.header("retry-after")
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .is_some_and(|s| s >= 1),
+                    "{:?}",
+                    res.headers
+                );
+                let problem = res.problem();
+                assert_eq!(problem.code, "service_unavailable");
+            }
+            other => panic!("register answered {other}"),
+        }
+    }
+    assert!(
+        busy >= 1,
+        "six hashes at once with one slot and no wait: some must be refused"
+    );
+}

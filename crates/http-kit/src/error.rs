@@ -84,6 +84,9 @@ pub enum ApiError {
     },
     #[error("dependency unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// Every slot for expensive work (password hashing) stayed taken for the whole wait.
+    #[error("busy")]
+    Busy { retry_after_secs: u64 },
     #[error(transparent)]
     Unexpected(anyhow::Error),
 }
@@ -118,7 +121,7 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -148,6 +151,10 @@ impl ApiError {
             Self::Unavailable(_) => (
                 "service_unavailable",
                 "A dependency is unavailable, try again later".into(),
+            ),
+            Self::Busy { .. } => (
+                "service_unavailable",
+                "The server is busy, try again shortly".into(),
             ),
             Self::Unexpected(_) => ("internal_error", "An unexpected error occurred".into()),
         }
@@ -220,7 +227,8 @@ impl IntoResponse for ApiError {
             }
             Self::TooManyRequests {
                 retry_after_secs, ..
-            } => {
+            }
+            | Self::Busy { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             _ => {}
@@ -233,6 +241,18 @@ impl IntoResponse for ApiError {
 /// unavailable (a pool timeout, a dropped connection, a statement timeout): that is a 503.
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
+        if let Some(busy) = err
+            .chain()
+            .find_map(|c| c.downcast_ref::<platform::work::Busy>())
+        {
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "no slot for the work: answered 503"
+            );
+            return Self::Busy {
+                retry_after_secs: busy.retry_after.as_secs().max(1),
+            };
+        }
         let unavailable = err.chain().any(|cause| {
             if let Some(pg) = cause.downcast_ref::<tokio_postgres::Error>() {
                 return platform::db::is_unavailable(pg);

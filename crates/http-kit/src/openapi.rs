@@ -309,6 +309,13 @@ fn add_shared_components(components: &mut Components) {
         if status == "429" {
             headers["Retry-After"] = json!({ "$ref": "#/components/headers/Retry-After" });
         }
+        if status == "503" {
+            headers["Retry-After"] = json!({
+                "description": "Seconds to wait, when the server was too busy to take the work \
+                    (password hashing).",
+                "schema": { "type": "integer", "minimum": 1 }
+            });
+        }
         if status == "401" {
             headers["WWW-Authenticate"] = json!({
                 "description": "`Bearer`.",

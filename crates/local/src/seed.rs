@@ -47,7 +47,11 @@ pub async fn seed(client: &Client) -> anyhow::Result<usize> {
         if exists {
             continue;
         }
-        let hash = domain::accounts::password::hash(password).await?;
+        let hash = domain::accounts::password::hash(
+            &platform::work::Slots::per_core(std::time::Duration::from_secs(60)),
+            password,
+        )
+        .await?;
         let id = uuid::Uuid::now_v7();
         let rows = client
             .execute_typed(

@@ -84,6 +84,10 @@ pub struct Config {
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub jwt_expires_in: Duration,
+    /// Password hashes and checks at once (`PASSWORD_HASH_CONCURRENCY`, default: the cores).
+    pub password_hash_concurrency: usize,
+    /// How long a request waits for a hashing slot before a 503 (`PASSWORD_HASH_WAIT`, 5 s).
+    pub password_hash_wait: Duration,
     /// A refresh token's idle lifetime: each rotation starts it again.
     pub refresh_token_expires_in: Duration,
     /// `REFRESH_TOKEN_ABSOLUTE_LIFETIME` (30 days): no session outlives this since its login,
@@ -263,6 +267,12 @@ impl Config {
                 "REFRESH_TOKEN_EXPIRES_IN",
                 Duration::from_secs(7 * 24 * 3600),
             )?,
+            password_hash_concurrency: env.parse_or(
+                "PASSWORD_HASH_CONCURRENCY",
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                "a positive whole number",
+            )?,
+            password_hash_wait: env.duration_or("PASSWORD_HASH_WAIT", Duration::from_secs(5))?,
             refresh_token_absolute_lifetime: env.duration_or(
                 "REFRESH_TOKEN_ABSOLUTE_LIFETIME",
                 Duration::from_secs(30 * 24 * 3600),

@@ -9,6 +9,7 @@ use crate::{
     cache::Cache,
     config::Config,
     db::{Db, PoolSettings},
+    work::Slots,
 };
 
 #[derive(Clone)]
@@ -19,6 +20,9 @@ pub struct Platform {
     /// The read replica (the primary when `DATABASE_READ_URL` is unset): reads that tolerate lag.
     pub db_read: Db,
     pub cache: Cache,
+    /// The bound on password hashing (`PASSWORD_HASH_CONCURRENCY` at once, waiting at most
+    /// `PASSWORD_HASH_WAIT` for a slot).
+    pub hashing: Slots,
     pub started_at: Instant,
 }
 
@@ -39,7 +43,9 @@ impl Platform {
             None => db.clone(),
         };
         let cache = Cache::new(&config.redis_url, &config.redis_key_prefix)?;
+        let hashing = Slots::new(config.password_hash_concurrency, config.password_hash_wait);
         Ok(Self {
+            hashing,
             config: Arc::new(config),
             db,
             db_read,

@@ -105,7 +105,7 @@ async fn register(
     };
 
     // Hash before taking a connection: the pool is small and hashing is slow.
-    let hash = password::hash(password.expose()).await?;
+    let hash = password::hash(&state.hashing, password.expose()).await?;
     let mut conn = state.db.get().await?;
     let tx = conn.transaction().await?;
     let Some(user) = users::insert(&*tx, email.as_str(), &name, &hash).await? else {
@@ -176,7 +176,7 @@ async fn login(
         .as_ref()
         .map_or(password::DUMMY_HASH.as_str(), |u| u.password_hash.as_str());
     let password_ok = body.password.len() <= LOGIN_PASSWORD_MAX_BYTES
-        && password::verify(&body.password, stored).await?;
+        && password::verify(&state.hashing, &body.password, stored).await?;
     // The account when there is one; never the address that was typed.
     let user_id = user.as_ref().map(|u| u.user.id.to_string());
     let Some(user) = user.filter(|_| password_ok) else {

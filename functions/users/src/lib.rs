@@ -199,7 +199,7 @@ async fn change_password(
     let new_password = Password::parse(&body.new_password, &hints)
         .map_err(|err| api::errors::password("new_password", &err))?;
     check_password(&state, &network, &body.current_password, &current).await?;
-    let hash = password::hash(new_password.expose()).await?;
+    let hash = password::hash(&state.hashing, new_password.expose()).await?;
     let mut conn = state.db.get().await?;
     let tx = conn.transaction().await?;
     users::update_password(&*tx, caller.id, &hash).await?;
@@ -279,7 +279,7 @@ async fn check_password(
                 "Too many wrong passwords for this account, try again later",
             )
         })?;
-    if password::verify(given, &current.password_hash).await? {
+    if password::verify(&state.hashing, given, &current.password_hash).await? {
         attempt.succeeded(&state.cache).await;
         Ok(())
     } else {

@@ -5,6 +5,8 @@
 
 use std::sync::LazyLock;
 
+use platform::work::Slots;
+
 use anyhow::Context;
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use secrecy::{ExposeSecret, SecretString};
@@ -69,33 +71,37 @@ impl Password {
     }
 }
 
-/// Hashes on the blocking pool; returns the PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
-pub async fn hash(password: &str) -> anyhow::Result<String> {
+/// Hashes on the blocking pool, in one of `slots` (a busy error when none frees up in time);
+/// returns the PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
+pub async fn hash(slots: &Slots, password: &str) -> anyhow::Result<String> {
     let password = SecretString::from(password.to_owned());
-    tokio::task::spawn_blocking(move || {
-        hasher()
-            .hash_password(password.expose_secret().as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
-    })
-    .await
-    .context("the hashing task failed")?
+    slots
+        .run_blocking(move || {
+            hasher()
+                .hash_password(password.expose_secret().as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
+        })
+        .await
+        .context("hashing a password")?
 }
 
-/// Verifies on the blocking pool. A malformed stored hash counts as a mismatch.
-pub async fn verify(password: &str, phc: &str) -> anyhow::Result<bool> {
+/// Verifies on the blocking pool, in one of `slots`. A malformed stored hash counts as a
+/// mismatch.
+pub async fn verify(slots: &Slots, password: &str, phc: &str) -> anyhow::Result<bool> {
     let password = SecretString::from(password.to_owned());
     let phc = phc.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let Ok(parsed) = PasswordHash::new(&phc) else {
-            return false;
-        };
-        hasher()
-            .verify_password(password.expose_secret().as_bytes(), &parsed)
-            .is_ok()
-    })
-    .await
-    .context("the verification task failed")
+    slots
+        .run_blocking(move || {
+            let Ok(parsed) = PasswordHash::new(&phc) else {
+                return false;
+            };
+            hasher()
+                .verify_password(password.expose_secret().as_bytes(), &parsed)
+                .is_ok()
+        })
+        .await
+        .context("checking a password")
 }
 
 /// A real argon2id hash of a random password, computed once. Login verifies against it when the

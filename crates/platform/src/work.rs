@@ -1,0 +1,97 @@
+//! A bound on CPU- and memory-heavy work (password hashing): at most N at once, and a caller
+//! that cannot get a slot within the wait answers "busy" instead of queueing without end.
+//!
+//! Each argon2id hash holds a 19 MiB block for its whole run. Unbounded, 48 concurrent sign-ups
+//! on 2 cores run 48 hashes at once, each slower, and the process's memory grows by a gigabyte;
+//! bounded to the cores, the same burst takes as long in all and holds a few blocks.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::sync::Semaphore;
+
+/// No slot was free within the wait: the caller should answer 503 with `Retry-After`.
+#[derive(Debug, thiserror::Error)]
+#[error("too much work in progress: no slot within {}s", .retry_after.as_secs())]
+pub struct Busy {
+    pub retry_after: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Slots {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    semaphore: Arc<Semaphore>,
+    limit: usize,
+    wait: Duration,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Slots {
+    pub fn new(limit: usize, wait: Duration) -> Self {
+        let limit = limit.max(1);
+        Self {
+            inner: Arc::new(Inner {
+                semaphore: Arc::new(Semaphore::new(limit)),
+                limit,
+                wait,
+                running: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// One slot per core: the work is CPU-bound, so more at once only adds memory.
+    pub fn per_core(wait: Duration) -> Self {
+        Self::new(
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            wait,
+        )
+    }
+
+    pub fn limit(&self) -> usize {
+        self.inner.limit
+    }
+
+    /// The most that ever ran at once (for tests and benchmarks).
+    pub fn peak(&self) -> usize {
+        self.inner.peak.load(Ordering::Relaxed)
+    }
+
+    /// Runs `work` on the blocking pool once a slot is free, or gives up after the wait. The
+    /// slot is held by the work itself, so a caller that goes away (a client that hangs up)
+    /// frees it only when the work is done.
+    pub async fn run_blocking<T, F>(&self, work: F) -> anyhow::Result<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let wait = self.inner.wait;
+        let permit = tokio::time::timeout(wait, self.inner.semaphore.clone().acquire_owned())
+            .await
+            .map_err(|_| Busy {
+                retry_after: wait.max(Duration::from_secs(1)),
+            })?
+            .map_err(|_| anyhow::anyhow!("the work slots are closed"))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let running = inner.running.fetch_add(1, Ordering::SeqCst) + 1;
+            inner.peak.fetch_max(running, Ordering::SeqCst);
+            let out = work();
+            inner.running.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("the blocking task failed: {e}"))
+    }
+}
