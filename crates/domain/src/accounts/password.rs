@@ -141,18 +141,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_only_its_password() {
-        let h = hash("correct horse battery staple").await.expect("hash");
+        let slots = Slots::new(1, std::time::Duration::from_secs(60));
+        let h = hash(&slots, "correct horse battery staple")
+            .await
+            .expect("hash");
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
         assert!(
-            verify("correct horse battery staple", &h)
+            verify(&slots, "correct horse battery staple", &h)
                 .await
                 .expect("verify")
         );
         assert!(
-            !verify("correct horse battery stapler", &h)
+            !verify(&slots, "correct horse battery stapler", &h)
                 .await
                 .expect("verify")
         );
-        assert!(!verify("anything", "not-a-hash").await.expect("verify"));
+        assert!(
+            !verify(&slots, "anything", "not-a-hash")
+                .await
+                .expect("verify")
+        );
     }
 }
