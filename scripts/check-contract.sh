@@ -12,8 +12,9 @@
 # Two runs, because logout and logout-all revoke the token the rest uses: everything else
 # first, then those two. Uses its own database (backend_contract) and port.
 #
-#   scripts/check-contract.sh            # as CI runs it (optimized build)
+#   scripts/check-contract.sh            # as CI runs it (optimized build, fixed seed)
 #   CONTRACT_PROFILE=dev scripts/check-contract.sh   # quicker to build, same checks
+#   CONTRACT_EXAMPLES=400 CONTRACT_SEED=99 scripts/check-contract.sh   # a longer, different run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,7 +74,7 @@ token=$(printf '%s' "$login" | python3 -c 'import json,sys; print(json.load(sys.
 fuzz() {
   "$ST" run docs/openapi.json --url "$base" \
     -H "Authorization: Bearer $token" \
-    --checks all --exclude-checks positive_data_acceptance --max-examples "$EXAMPLES" --seed 20261203 --workers 1 \
+    --checks all --exclude-checks positive_data_acceptance --max-examples "$EXAMPLES" --seed "${CONTRACT_SEED:-20261203}" --workers 1 \
     --request-timeout 10 --no-color "$@"
 }
 status=0
