@@ -154,10 +154,33 @@ pub async fn list(
     Ok((items, next))
 }
 
+/// Deletes `keys` (one listing page, at most 1,000: one DeleteObjects call); returns how many.
+async fn delete_keys(s3: &S3, bucket: &str, keys: &[&str]) -> anyhow::Result<usize> {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let ids: Vec<ObjectIdentifier> = keys
+        .iter()
+        .filter_map(|k| ObjectIdentifier::builder().key(*k).build().ok())
+        .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let count = ids.len();
+    let batch = Delete::builder()
+        .set_objects(Some(ids))
+        .quiet(true)
+        .build()
+        .context("building a delete")?;
+    s3.delete_objects()
+        .bucket(bucket)
+        .delete(batch)
+        .send()
+        .await?;
+    Ok(count)
+}
+
 /// Deletes every object under the user's prefix (account deletion). Errors propagate, so the
 /// caller can keep the account when its files could not be removed.
 pub async fn delete_user_objects(s3: &S3, bucket: &str, user_id: Uuid) -> anyhow::Result<usize> {
-    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
     let prefix = format!("uploads/{user_id}/");
     let mut deleted = 0;
     let mut token = None;
@@ -170,26 +193,10 @@ pub async fn delete_user_objects(s3: &S3, bucket: &str, user_id: Uuid) -> anyhow
             .send()
             .await
             .context("listing the user's objects")?;
-        let ids: Vec<ObjectIdentifier> = page
-            .contents()
-            .iter()
-            .filter_map(|o| o.key())
-            .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
-            .collect();
-        if !ids.is_empty() {
-            deleted += ids.len();
-            let batch = Delete::builder()
-                .set_objects(Some(ids))
-                .quiet(true)
-                .build()
-                .context("building a delete")?;
-            s3.delete_objects()
-                .bucket(bucket)
-                .delete(batch)
-                .send()
-                .await
-                .context("deleting the user's objects")?;
-        }
+        let keys: Vec<&str> = page.contents().iter().filter_map(|o| o.key()).collect();
+        deleted += delete_keys(s3, bucket, &keys)
+            .await
+            .context("deleting the user's objects")?;
         match page.next_continuation_token() {
             Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
             _ => break,
@@ -241,7 +248,6 @@ pub async fn clean_up_orphans(
     s3: &S3,
     bucket: &str,
 ) -> anyhow::Result<usize> {
-    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
     let mut removed = 0;
     let mut token = None;
     loop {
@@ -274,25 +280,14 @@ pub async fn clean_up_orphans(
             .iter()
             .map(|row| row.get(0))
             .collect();
-        let orphans: Vec<ObjectIdentifier> = named
+        let orphans: Vec<&str> = named
             .iter()
             .filter(|(_, id)| !live.contains(id))
-            .filter_map(|(key, _)| ObjectIdentifier::builder().key(key).build().ok())
+            .map(|(key, _)| key.as_str())
             .collect();
-        if !orphans.is_empty() {
-            removed += orphans.len();
-            let batch = Delete::builder()
-                .set_objects(Some(orphans))
-                .quiet(true)
-                .build()
-                .context("building a delete")?;
-            s3.delete_objects()
-                .bucket(bucket)
-                .delete(batch)
-                .send()
-                .await
-                .context("deleting orphaned objects")?;
-        }
+        removed += delete_keys(s3, bucket, &orphans)
+            .await
+            .context("deleting orphaned objects")?;
         match page.next_continuation_token() {
             Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
             _ => break,
