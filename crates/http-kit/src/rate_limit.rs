@@ -1,12 +1,12 @@
 //! The per-IP rate limit, shared by every Lambda instance through Redis.
 //!
-//! A fixed window counted by one Lua script (INCR, set the expiry on the first hit, read the
-//! TTL): one round trip, atomic, so it is exact however many processes count at once. Headers
+//! A fixed window counted by the cache's one-script counter (`Cache::hit`):
+//! one round trip, atomic, so it is exact however many processes count at once. Headers
 //! follow the IETF RateLimit fields draft. When Redis is unavailable the request goes through,
 //! with a warning in the log and a `RateLimiterBypassed` metric: an outage of the limiter must
 //! not become an outage of the API.
 
-use std::{sync::LazyLock, time::Duration};
+use std::time::Duration;
 
 use axum::{
     extract::{Request, State},
@@ -16,44 +16,10 @@ use axum::{
 };
 
 use crate::{ApiError, client_ip};
-use platform::{Platform, cache::Cache};
+use platform::Platform;
 
 /// Routes that are never counted: load balancers and monitors poll them.
 pub const EXEMPT: [&str; 2] = ["/health", "/ready"];
-
-static HIT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-        local count = redis.call('INCR', KEYS[1])
-        if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-        local ttl = redis.call('PTTL', KEYS[1])
-        if ttl < 0 then
-            redis.call('PEXPIRE', KEYS[1], ARGV[1])
-            ttl = tonumber(ARGV[1])
-        end
-        return {count, ttl}
-        ",
-    )
-});
-
-/// One counted hit: how many so far in this window, and when the window ends.
-#[derive(Debug, Clone, Copy)]
-pub struct Hit {
-    pub count: u64,
-    pub reset: Duration,
-}
-
-/// Counts one hit on `key` (already prefixed) in a window of `window`.
-pub async fn hit(cache: &Cache, key: &str, window: Duration) -> redis::RedisResult<Hit> {
-    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-    let (count, ttl_ms): (u64, i64) = cache
-        .run(|mut conn| async move { HIT.key(key).arg(window_ms).invoke_async(&mut conn).await })
-        .await?;
-    Ok(Hit {
-        count,
-        reset: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)),
-    })
-}
 
 /// Seconds until reset, rounded up so that a client waiting that long is always let in.
 fn reset_secs(reset: Duration) -> u64 {
@@ -69,7 +35,8 @@ pub async fn limit(State(state): State<Platform>, mut req: Request, next: Next) 
         return next.run(req).await;
     }
     let key = state.cache.key(&format!("rl:{network}"));
-    let hit = match hit(&state.cache, &key, config.rate_limit_window).await {
+    // The cache's fixed-window counter (`Cache::hit`): one atomic round trip.
+    let hit = match state.cache.hit(&key, config.rate_limit_window).await {
         Ok(hit) => hit,
         Err(err) => {
             tracing::warn!(error = %err, "rate limiter unavailable: request let through");

@@ -45,6 +45,30 @@ impl std::fmt::Debug for Cache {
     }
 }
 
+/// A fixed window counted by one Lua script (INCR, set the expiry on the first hit, read the
+/// TTL): one round trip, atomic, so it is exact however many processes count at once.
+static HIT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local count = redis.call('INCR', KEYS[1])
+        if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+        local ttl = redis.call('PTTL', KEYS[1])
+        if ttl < 0 then
+            redis.call('PEXPIRE', KEYS[1], ARGV[1])
+            ttl = tonumber(ARGV[1])
+        end
+        return {count, ttl}
+        ",
+    )
+});
+
+/// One counted hit: how many so far in this window, and when the window ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Hit {
+    pub count: u64,
+    pub reset: Duration,
+}
+
 impl Cache {
     pub fn new(url: &SecretString, prefix: &str) -> anyhow::Result<Self> {
         // The URL may carry a password: the error says which variable, never the value.
@@ -63,6 +87,20 @@ impl Cache {
     /// The full key for `name`, with this app's prefix.
     pub fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
+    }
+
+    /// Counts one hit on `key` (already prefixed) in a window of `window` (see [`Hit`]).
+    pub async fn hit(&self, key: &str, window: Duration) -> redis::RedisResult<Hit> {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let (count, ttl_ms): (u64, i64) = self
+            .run(
+                |mut conn| async move { HIT.key(key).arg(window_ms).invoke_async(&mut conn).await },
+            )
+            .await?;
+        Ok(Hit {
+            count,
+            reset: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)),
+        })
     }
 
     /// A handle to the shared multiplexed connection; cheap to clone. Private: every call goes

@@ -1,8 +1,8 @@
 //! The limit on guessing an account's password, wherever a password is checked: login, and the
 //! `current_password` of an email change, a password change or an account deletion.
 //!
-//! - **Counted before the check, atomically.** Each attempt takes a slot first (one Lua script:
-//!   INCR, and the window's expiry on the first); only the first [`MAX_FAILURES`] in a window
+//! - **Counted before the check, atomically.** Each attempt takes a slot first (the cache's
+//!   fixed-window counter, [`Cache::hit`], as the per-IP limit uses); only the first [`MAX_FAILURES`] in a window
 //!   reach argon2, however many arrive at once. A successful check frees the slots.
 //! - **The owner's networks keep their own budget.** A network (an IPv4 address, an IPv6 /64)
 //!   from which the account registered, signed in or checked its password successfully is
@@ -15,7 +15,7 @@
 //! - **An outage of Redis lets attempts through** (with a warning): the per-IP rate limit still
 //!   bounds them once Redis is back, and an outage of the limiter must not lock everyone out.
 
-use std::{sync::LazyLock, time::Duration};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -27,21 +27,6 @@ pub const MAX_FAILURES: u64 = 10;
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// How long a network stays known after its last success.
 pub const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
-
-static TAKE_SLOT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-        local count = redis.call('INCR', KEYS[1])
-        if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-        local ttl = redis.call('PTTL', KEYS[1])
-        if ttl < 0 then
-            redis.call('PEXPIRE', KEYS[1], ARGV[1])
-            ttl = tonumber(ARGV[1])
-        end
-        return {count, ttl}
-        ",
-    )
-});
 
 /// One password check of one account from one network, with its slot taken.
 #[derive(Debug)]
@@ -91,27 +76,14 @@ pub async fn begin(cache: &Cache, email: &str, network: &str) -> Result<Attempt,
             });
         }
     };
-    let window_ms = u64::try_from(WINDOW.as_millis()).unwrap_or(u64::MAX);
-    let taken: redis::RedisResult<(u64, i64)> = {
-        let counter = counter.clone();
-        cache
-            .run(|mut conn| async move {
-                TAKE_SLOT
-                    .key(counter)
-                    .arg(window_ms)
-                    .invoke_async(&mut conn)
-                    .await
-            })
-            .await
-    };
-    match taken {
-        Ok((count, _)) if count <= MAX_FAILURES => Ok(Attempt {
+    match cache.hit(&counter, WINDOW).await {
+        Ok(hit) if hit.count <= MAX_FAILURES => Ok(Attempt {
             counter,
             known,
             network,
         }),
-        Ok((_, ttl_ms)) => Err(Locked {
-            retry_after: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)),
+        Ok(hit) => Err(Locked {
+            retry_after: hit.reset,
         }),
         Err(err) => {
             tracing::warn!(error = %err, "redis unavailable: password guessing not limited");
