@@ -167,8 +167,7 @@ pub async fn ensure_not_revoked(state: &AppState, claims: &Claims) -> Result<(),
         Ok((false, Some(_))) => Ok(()),
         Ok((false, None)) => {
             // Postgres also knows logouts that Redis missed while it refused writes.
-            let (generation, denied) = from_postgres(state, claims).await?;
-            let deny_list = deny_list(state, claims.sub).await?;
+            let (generation, denied, deny_list) = from_postgres(state, claims, true).await?;
             cache_generation(
                 state,
                 claims.sub,
@@ -185,7 +184,7 @@ pub async fn ensure_not_revoked(state: &AppState, claims: &Claims) -> Result<(),
         }
         Err(err) => {
             tracing::warn!(error = %err, "redis unavailable: checking token revocation in Postgres");
-            let (generation, denied) = from_postgres(state, claims).await?;
+            let (generation, denied, _) = from_postgres(state, claims, false).await?;
             if denied || claims.generation < generation {
                 Err(revoked())
             } else {
@@ -195,8 +194,13 @@ pub async fn ensure_not_revoked(state: &AppState, claims: &Claims) -> Result<(),
     }
 }
 
-/// (token generation, whether this jti is denied); a deleted user's tokens are refused.
-async fn from_postgres(state: &AppState, claims: &Claims) -> Result<(i32, bool), Refusal> {
+/// (token generation, whether this jti is denied, and, for a cache rebuild, every unexpired deny
+/// entry of the user as `(jti, exp)`), on one connection; a deleted user's tokens are refused.
+async fn from_postgres(
+    state: &AppState,
+    claims: &Claims,
+    with_deny_list: bool,
+) -> Result<(i32, bool, Vec<(Uuid, i64)>), Refusal> {
     let conn = state.db.get().await.map_err(anyhow::Error::new)?;
     let row = conn
         .query_typed_opt(
@@ -207,24 +211,24 @@ async fn from_postgres(state: &AppState, claims: &Claims) -> Result<(i32, bool),
         .await
         .map_err(anyhow::Error::new)?;
     let row = row.ok_or(Refusal::NoSuchUser)?;
-    Ok((row.get(0), row.get(1)))
-}
-
-/// Every unexpired deny entry of the user, `(jti, exp)`, for a rebuild of the cache.
-async fn deny_list(state: &AppState, user_id: Uuid) -> Result<Vec<(Uuid, i64)>, Refusal> {
-    let conn = state.db.get().await.map_err(anyhow::Error::new)?;
-    let rows = conn
-        .query_typed(
+    let deny_list = if with_deny_list {
+        conn.query_typed(
             "SELECT jti, extract(epoch FROM expires_at)::bigint FROM revoked_access_tokens
              WHERE user_id = $1 AND expires_at > now() - make_interval(secs => $2)",
             &[
-                (&user_id, Type::UUID),
+                (&claims.sub, Type::UUID),
                 (&(super::tokens::LEEWAY_SECS as f64), Type::FLOAT8),
             ],
         )
         .await
-        .map_err(anyhow::Error::new)?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        .map_err(anyhow::Error::new)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    } else {
+        Vec::new()
+    };
+    Ok((row.get(0), row.get(1), deny_list))
 }
 
 /// After a user is deleted: cache a tombstone generation that refuses every one of their
