@@ -12,14 +12,7 @@ use crate::support::{Session, TestApp, request};
 
 async fn admin(app: &TestApp) -> Session {
     let session = app.register("contract-admin@example.com").await;
-    let conn = app.db.connect().await;
-    conn.execute(
-        "UPDATE users SET role = 'admin' WHERE email = $1",
-        &[&session.email],
-    )
-    .await
-    .expect("promote");
-    domain::accounts::invalidate_profile(&app.state, session.id.parse().expect("uuid")).await;
+    app.promote(&session).await;
     session
 }
 

@@ -8,14 +8,7 @@ use serde_json::{Value, json};
 use crate::support::{STRONG_PASSWORD, Session, Settings, TestApp, TestDatabase};
 
 async fn promote(app: &TestApp, session: &Session) {
-    let conn = app.db.connect().await;
-    conn.execute(
-        "UPDATE users SET role = 'admin' WHERE email = $1",
-        &[&session.email],
-    )
-    .await
-    .expect("promote");
-    domain::accounts::invalidate_profile(&app.state, session.id.parse().expect("uuid")).await;
+    app.promote(session).await;
 }
 
 async fn refresh_status(app: &TestApp, token: &str) -> u16 {

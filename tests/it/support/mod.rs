@@ -265,6 +265,19 @@ impl TestApp {
         }
     }
 
+    /// Makes `session`'s user an admin, as an operator would in SQL, and drops the cached
+    /// profile so that the next request sees the role.
+    pub async fn promote(&self, session: &Session) {
+        let conn = self.db.connect().await;
+        conn.execute(
+            "UPDATE users SET role = 'admin' WHERE email = $1",
+            &[&session.email],
+        )
+        .await
+        .expect("promote");
+        domain::accounts::invalidate_profile(&self.state, session.id.parse().expect("uuid")).await;
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> TestResponse {
         self.post_json(
             "/api/v1/auth/login",
