@@ -767,6 +767,69 @@ async fn a_logout_made_while_redis_is_down_holds_after_redis_returns() {
     );
 }
 
+/// One instance's Redis connection goes silent (a stale route, a node replaced behind the same
+/// name) while another instance still reads Redis, with the user's generation cached there. A
+/// logout, and a logout-all, made through the silent instance still hold on the other one: the
+/// revocation is written again on a new connection, not left to Postgres alone.
+#[tokio::test]
+async fn a_revocation_through_an_instance_whose_redis_connection_went_silent_holds_everywhere() {
+    let redis: std::net::SocketAddr = crate::support::redis_url()
+        .trim_start_matches("redis://")
+        .parse()
+        .expect("REDIS_URL is redis://ip:port");
+    let proxy = crate::support::proxy::HoldingProxy::start_to(redis).await;
+    let app = TestApp::spawn_with(
+        crate::support::Settings::default().set("REDIS_URL", &format!("redis://{}", proxy.addr)),
+    )
+    .await;
+    let other = app
+        .another_instance(|config| config.redis_url = crate::support::redis_url().into())
+        .await;
+    let me_on_other = |token: String| {
+        let other = other.clone();
+        async move {
+            let mut req = request(Method::GET, "/api/v1/users/me")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .expect("request");
+            let peer: std::net::SocketAddr = "127.0.0.1:40001".parse().expect("addr");
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            crate::support::send_to(&other, req).await.status
+        }
+    };
+    let user = app.register("silent-redis@example.com").await;
+    let second = app.login(&user.email, &user.password).await.json();
+    let second = second["access_token"].as_str().expect("access").to_owned();
+    // The other instance caches the user's generation.
+    assert_eq!(me_on_other(user.access_token.clone()).await, 200);
+    assert_eq!(me_on_other(second.clone()).await, 200);
+
+    proxy.freeze();
+    assert_eq!(app.logout(&user.access_token).await.status, 204);
+    assert_eq!(
+        me_on_other(user.access_token.clone()).await,
+        401,
+        "the logged-out token on the other instance"
+    );
+
+    proxy.freeze();
+    let all = app
+        .json(
+            Method::POST,
+            "/api/v1/auth/logout-all",
+            &json!({}),
+            Some(&second),
+        )
+        .await;
+    assert_eq!(all.status, 204);
+    assert_eq!(
+        me_on_other(second.clone()).await,
+        401,
+        "a token older than the logout-all on the other instance"
+    );
+}
+
 #[tokio::test]
 async fn each_rotation_gets_the_whole_idle_lifetime_until_the_absolute_one_caps_it() {
     let app = TestApp::spawn_with(

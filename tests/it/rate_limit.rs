@@ -15,10 +15,7 @@ fn get(path: &str) -> http::Request<Body> {
 async fn of_150_concurrent_requests_from_one_ip_exactly_100_pass() {
     let app = TestApp::spawn().await;
     // A second "process" sharing the same Redis prefix: the count is shared across instances.
-    let mut other_config = (*app.state.config).clone();
-    other_config.db_pool_max = 1;
-    let other_state = platform::Platform::new(other_config).await.expect("state");
-    let other_router = local::app(&other_state).await.expect("routes");
+    let other_router = app.another_instance(|_| {}).await;
 
     let requests =
         (0..150).map(|i| {

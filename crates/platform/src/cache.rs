@@ -112,25 +112,33 @@ impl Cache {
             .clone()
     }
 
-    /// Passes a result through, reconnecting when Redis answered READONLY: after a failover the
-    /// old primary refuses writes, and a new connection (a fresh DNS lookup of the primary
-    /// endpoint) reaches the new one. I/O errors need nothing: the manager reconnects by itself.
+    /// Passes a result through, replacing the shared connection when it cannot be trusted any
+    /// more: after a READONLY answer (a failover: the old primary refuses writes, and a new
+    /// connection, with a fresh DNS lookup of the primary endpoint, reaches the new one) and
+    /// after a timeout (a frozen node or a black-holed route: the manager reconnects by itself
+    /// only when a connection is closed, and a silent one never is).
     fn check<T>(&self, result: redis::RedisResult<T>) -> redis::RedisResult<T> {
-        if let Err(err) = &result
-            && err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
-        {
-            match ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config()) {
-                Ok(fresh) => {
-                    tracing::warn!("redis answered READONLY: reconnecting");
-                    *self
-                        .conn
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
-                }
-                Err(e) => tracing::error!(error = %e, "redis reconnect failed"),
+        if let Err(err) = &result {
+            if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+                self.reconnect("redis answered READONLY: reconnecting");
+            } else if err.is_timeout() {
+                self.reconnect("redis call timed out: reconnecting");
             }
         }
         result
+    }
+
+    fn reconnect(&self, why: &str) {
+        match ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config()) {
+            Ok(fresh) => {
+                tracing::warn!("{why}");
+                *self
+                    .conn
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+            }
+            Err(e) => tracing::error!(error = %e, "redis reconnect failed"),
+        }
     }
 
     /// Runs one Redis call with the failover handling of [`Cache::check`], and a short circuit:
@@ -170,6 +178,24 @@ impl Cache {
             self.paused_until.store(until, Ordering::Relaxed);
         }
         result
+    }
+
+    /// For writes that revoke a session or invalidate cached state: tried even during a pause,
+    /// and once more, on the new connection [`Cache::check`] opened, when the first attempt timed
+    /// out or lost its connection. A connection that went silent on this instance alone (a
+    /// stale route, a node replaced behind the same name) then costs the write one timeout
+    /// instead of leaving other instances to trust a cache that missed it.
+    pub async fn run_critical<T, F, Fut>(&self, call: F) -> redis::RedisResult<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        match self.run_always(&call).await {
+            Err(err) if err.is_timeout() || err.is_connection_dropped() => {
+                self.run_always(&call).await
+            }
+            other => other,
+        }
     }
 
     /// Always asks Redis (health checks must see its real state); an answer ends any pause.

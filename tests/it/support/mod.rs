@@ -93,6 +93,16 @@ impl TestApp {
         }
     }
 
+    /// The router of a second instance of the app: the same database and Redis key prefix, with
+    /// the settings `change` makes, as another Lambda instance would run.
+    pub async fn another_instance(&self, change: impl FnOnce(&mut Config)) -> Router {
+        let mut config = (*self.state.config).clone();
+        config.db_pool_max = 1;
+        change(&mut config);
+        let state = Platform::new(config).await.expect("state builds");
+        local::app(&state).await.expect("routes build")
+    }
+
     /// Sends a request through the real router, as the local server would (with a peer address).
     pub async fn send(&self, mut req: Request<Body>) -> TestResponse {
         req.extensions_mut().insert(ConnectInfo(self.peer));

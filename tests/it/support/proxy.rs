@@ -1,4 +1,4 @@
-//! A TCP proxy in front of Postgres that can keep a dead connection looking alive.
+//! A TCP proxy in front of Postgres (or Redis) that can keep a dead connection looking alive.
 //!
 //! When a server kills a connection, the client learns of it only when it reads the server's
 //! goodbye (a FATAL message, then the close). Until then, and for good after a failover whose
@@ -46,6 +46,11 @@ impl HoldingProxy {
             .expect("resolving the database host")
             .next()
             .expect("an address");
+        Self::start_to(upstream).await
+    }
+
+    /// Proxies 127.0.0.1:<a free port> to `upstream`.
+    pub async fn start_to(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let generation = Arc::new(AtomicU64::new(0));

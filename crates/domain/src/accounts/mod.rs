@@ -177,7 +177,10 @@ pub async fn invalidate_profile(state: &Platform, id: Uuid) {
     let key = profile_key(state, id);
     if let Err(err) = state
         .cache
-        .run_always(|mut conn| async move { conn.del::<_, ()>(key).await })
+        .run_critical(|mut conn| {
+            let key = key.clone();
+            async move { conn.del::<_, ()>(key).await }
+        })
         .await
     {
         tracing::warn!(error = %err, "profile cache unavailable: entry not invalidated");

@@ -79,7 +79,10 @@ pub async fn deny(
     let key = deny_key(state, claims.jti);
     let denied = state
         .cache
-        .run_always(|mut conn| async move { conn.set_ex::<_, _, ()>(key, 1, ttl).await })
+        .run_critical(|mut conn| {
+            let key = key.clone();
+            async move { conn.set_ex::<_, _, ()>(key, 1, ttl).await }
+        })
         .await;
     if let Err(err) = denied {
         tracing::warn!(error = %err, "redis unavailable: the revoked token is recorded in Postgres only");
@@ -102,7 +105,19 @@ pub async fn bump_generation(
         .context("bumping the token generation")?;
     let generation: i32 = row.get(0);
     // No deny entry matters at the new generation: every token that could carry one is older.
-    cache_generation(state, user_id, generation, &[], GENERATION_CACHE_SECS).await;
+    let mut invocation = CACHE_GENERATION.key(generation_key(state, user_id));
+    invocation.arg(generation).arg(GENERATION_CACHE_SECS);
+    // A revocation, not a cache fill: tried even while Redis is paused, and retried once.
+    let cached = state
+        .cache
+        .run_critical(|mut conn| {
+            let invocation = &invocation;
+            async move { invocation.invoke_async::<()>(&mut conn).await }
+        })
+        .await;
+    if let Err(err) = cached {
+        tracing::warn!(error = %err, "redis unavailable: the new token generation is in Postgres only");
+    }
     Ok(generation)
 }
 
@@ -241,7 +256,10 @@ pub async fn forget_user(state: &AppState, user_id: Uuid) {
         .arg(lifetime.max(GENERATION_CACHE_SECS));
     if let Err(err) = state
         .cache
-        .run_always(|mut conn| async move { invocation.invoke_async::<()>(&mut conn).await })
+        .run_critical(|mut conn| {
+            let invocation = &invocation;
+            async move { invocation.invoke_async::<()>(&mut conn).await }
+        })
         .await
     {
         tracing::warn!(error = %err, "redis unavailable: deleted user's tombstone not cached");
