@@ -1,6 +1,7 @@
-//! What a backup covers, read from the system catalogs inside the snapshot: every ordinary table
-//! of the `public` schema (temporary tables, views and materialized views are not data the
-//! migrations cannot rebuild), its foreign keys and its sequences.
+//! The data a backup covers, read from the system catalogs inside the snapshot: every ordinary
+//! table of the `public` schema that no extension owns (temporary tables are left out, and views
+//! and materialized views are rebuilt from their definitions) and its sequences. The schema
+//! around the data is described by [`crate::schema`].
 
 use anyhow::Context;
 use tokio_postgres::GenericClient;
@@ -33,14 +34,6 @@ pub fn columns_sql(columns: &[String]) -> String {
         .join(", ")
 }
 
-#[derive(Debug, Clone)]
-pub struct ForeignKey {
-    pub table: String,
-    pub name: String,
-    /// `FOREIGN KEY (...) REFERENCES ...`, as Postgres prints it.
-    pub definition: String,
-}
-
 pub async fn tables(db: &impl GenericClient) -> anyhow::Result<Vec<Table>> {
     let rows = db
         .query_typed(
@@ -51,6 +44,8 @@ pub async fn tables(db: &impl GenericClient) -> anyhow::Result<Vec<Table>> {
                JOIN pg_namespace n ON n.oid = c.relnamespace
                LEFT JOIN pg_attribute a ON a.attrelid = c.oid
               WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relpersistence <> 't'
+                AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass
+                                   AND e.objid = c.oid AND e.deptype = 'e')
               GROUP BY c.relname
               ORDER BY c.relname",
             &[],
@@ -66,35 +61,15 @@ pub async fn tables(db: &impl GenericClient) -> anyhow::Result<Vec<Table>> {
         .collect())
 }
 
-pub async fn foreign_keys(db: &impl GenericClient) -> anyhow::Result<Vec<ForeignKey>> {
-    let rows = db
-        .query_typed(
-            "SELECT c.relname::text, con.conname::text, pg_get_constraintdef(con.oid)
-               FROM pg_constraint con
-               JOIN pg_class c ON c.oid = con.conrelid
-               JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = 'public' AND con.contype = 'f'
-              ORDER BY 1, 2",
-            &[],
-        )
-        .await
-        .context("listing the foreign keys")?;
-    Ok(rows
-        .iter()
-        .map(|r| ForeignKey {
-            table: r.get(0),
-            name: r.get(1),
-            definition: r.get(2),
-        })
-        .collect())
-}
-
 /// Sequences that have handed out a value, with their `last_value`.
 pub async fn sequences(db: &impl GenericClient) -> anyhow::Result<Vec<(String, i64)>> {
     let rows = db
         .query_typed(
-            "SELECT sequencename::text, last_value FROM pg_sequences
-              WHERE schemaname = 'public' AND last_value IS NOT NULL
+            "SELECT s.sequencename::text, s.last_value FROM pg_sequences s
+              WHERE s.schemaname = 'public' AND s.last_value IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass
+                                   AND e.objid = format('%I.%I', s.schemaname, s.sequencename)::regclass
+                                   AND e.deptype = 'e')
               ORDER BY 1",
             &[],
         )
@@ -110,6 +85,8 @@ pub async fn relations(db: &impl GenericClient) -> anyhow::Result<Vec<String>> {
             "SELECT c.relname::text FROM pg_class c
                JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+                AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass
+                                   AND e.objid = c.oid AND e.deptype = 'e')
               ORDER BY 1",
             &[],
         )
@@ -118,10 +95,8 @@ pub async fn relations(db: &impl GenericClient) -> anyhow::Result<Vec<String>> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// The migrations recorded in `schema_migrations`: `(version, name, checksum)`.
-pub async fn applied_migrations(
-    db: &impl GenericClient,
-) -> anyhow::Result<Vec<(i64, String, String)>> {
+/// The newest migration recorded in `schema_migrations`, if the database has that table.
+pub async fn migration_version(db: &impl GenericClient) -> anyhow::Result<Option<i64>> {
     let exists = db
         .query_typed_one(
             "SELECT to_regclass('public.schema_migrations') IS NOT NULL",
@@ -129,21 +104,14 @@ pub async fn applied_migrations(
         )
         .await?
         .get::<_, bool>(0);
-    anyhow::ensure!(
-        exists,
-        "the database has no schema_migrations table: it was not set up by `db up`"
-    );
-    let rows = db
-        .query_typed(
-            "SELECT version, name, checksum FROM schema_migrations ORDER BY version",
-            &[],
-        )
+    if !exists {
+        return Ok(None);
+    }
+    Ok(db
+        .query_typed_one("SELECT max(version) FROM schema_migrations", &[])
         .await
-        .context("reading schema_migrations")?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect())
+        .context("reading schema_migrations")?
+        .get(0))
 }
 
 /// A string as an SQL literal.

@@ -1,38 +1,34 @@
-//! Takes a backup: one consistent snapshot of every table, written as one plain SQL file that
+//! Takes a backup: one consistent snapshot of the database, written as one plain SQL file that
 //! stock `psql` restores into an empty database.
 //!
-//! The file replays the migrations that the database has applied (so the restored schema is the
-//! one the code expects, at the same version), replaces whatever rows the migrations inserted
-//! with the snapshot's, loads each table with `COPY ... FROM stdin`, sets the sequences, then
-//! checks the foreign keys once, after the data is in. All of it runs in one transaction: a
-//! restore that fails leaves the target as it was.
+//! The file creates the schema as the live catalog describes it ([`crate::schema`]), loads
+//! each table with `COPY ... FROM stdin`, sets the sequences, then builds the keys, indexes,
+//! foreign keys and triggers once, over the loaded rows, as `pg_restore` does. All of it runs in
+//! one transaction: a restore that fails leaves the target as it was.
 
 use std::{collections::BTreeMap, time::Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::Utc;
 use futures_util::{TryStreamExt, pin_mut};
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use crate::{
     Manifest, TableSummary,
-    catalog::{self, ForeignKey, Table, literal},
+    catalog::{self, Table, literal},
     digest::{self, RowDigest},
     manifest,
+    schema::{self, Schema},
     session::SETTINGS,
     sink::Destination,
     writer::Writer,
 };
-use migrator::{Migration, Migrator, SCHEMA_MIGRATIONS_DDL};
 use platform::db::quote_ident;
 
 /// Backs up the database `client` is connected to into `destination`, then writes the
-/// manifest next to it. The manifest is written last: a dump without one is incomplete.
-pub async fn backup(
-    client: &mut Client,
-    migrator: &Migrator,
-    destination: &Destination,
-) -> anyhow::Result<Manifest> {
+/// manifest next to it. The manifest is written last: a dump without one is incomplete. A
+/// database holding an object the backup cannot reproduce fails before anything is written.
+pub async fn backup(client: &mut Client, destination: &Destination) -> anyhow::Result<Manifest> {
     let started_at = Utc::now();
     let clock = Instant::now();
     client
@@ -51,14 +47,18 @@ pub async fn backup(
         .await
         .context("starting the snapshot")?;
 
-    let applied = catalog::applied_migrations(&tx).await?;
-    let migrations = replayable(migrator, &applied)?;
     let plan = Plan {
+        schema: schema::describe(&tx).await?,
         tables: catalog::tables(&tx).await?,
-        foreign_keys: catalog::foreign_keys(&tx).await?,
         sequences: catalog::sequences(&tx).await?,
-        migrations,
     };
+    let migration_version = catalog::migration_version(&tx).await?;
+    if !plan.schema.uncovered_schemas.is_empty() {
+        tracing::warn!(
+            schemas = ?plan.schema.uncovered_schemas,
+            "the backup covers the public schema only: these schemas are not in it"
+        );
+    }
 
     let mut writer = Writer::open(destination).await?;
     let tables = match write_dump(&tx, &mut writer, &plan).await {
@@ -78,89 +78,36 @@ pub async fn backup(
         started_at,
         finished_at,
         duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
-        migration_version: applied.last().map(|(version, _, _)| *version),
+        migration_version,
         bytes: written.bytes,
         sql_bytes: written.sql_bytes,
         sha256: written.sha256,
         checksum_algorithm: digest::ALGORITHM.to_owned(),
         tables,
         sequences: plan.sequences.into_iter().collect(),
+        uncovered_schemas: plan.schema.uncovered_schemas,
     };
     let json = serde_json::to_vec_pretty(&manifest).context("encoding the manifest")?;
     destination.put_manifest(json).await?;
     Ok(manifest)
 }
 
-struct Plan<'a> {
-    migrations: Vec<&'a Migration>,
+struct Plan {
+    schema: Schema,
     tables: Vec<Table>,
-    foreign_keys: Vec<ForeignKey>,
     sequences: Vec<(String, i64)>,
-}
-
-/// The migration files for what the database has applied, which must be exactly the files
-/// this build carries: a backup that replays a different schema would not restore.
-fn replayable<'a>(
-    migrator: &'a Migrator,
-    applied: &[(i64, String, String)],
-) -> anyhow::Result<Vec<&'a Migration>> {
-    applied
-        .iter()
-        .map(|(version, name, checksum)| {
-            let Some(m) = migrator.migrations().iter().find(|m| m.version == *version) else {
-                bail!("migration {version:04}_{name} is applied to the database, but its file is missing here");
-            };
-            if m.checksum != *checksum {
-                bail!("migration {m} changed after it was applied to the database");
-            }
-            Ok(m)
-        })
-        .collect()
 }
 
 async fn write_dump(
     tx: &Transaction<'_>,
     out: &mut Writer,
-    plan: &Plan<'_>,
+    plan: &Plan,
 ) -> anyhow::Result<BTreeMap<String, TableSummary>> {
     out.write(header().as_bytes()).await?;
-
-    let mut schema = format!(
-        "-- Schema: schema_migrations, then each migration in order.\n{SCHEMA_MIGRATIONS_DDL};\n\n"
-    );
-    for m in &plan.migrations {
-        // The extra `;` ends a last statement written without one; an empty statement is harmless.
-        schema.push_str(&format!("-- Migration {m}\n{}\n;\n\n", m.up.trim_end()));
-    }
-    out.write(schema.as_bytes()).await?;
-
-    let tables: Vec<&Table> = plan
-        .tables
-        .iter()
-        .filter(|t| !t.columns.is_empty())
-        .collect();
-    let mut before_data = String::new();
-    if !tables.is_empty() {
-        let names: Vec<String> = tables.iter().map(|t| t.qualified()).collect();
-        before_data.push_str(&format!(
-            "-- Rows the migrations inserted make way for the snapshot's.\nTRUNCATE {};\n\n",
-            names.join(", ")
-        ));
-    }
-    if !plan.foreign_keys.is_empty() {
-        before_data.push_str("-- Foreign keys are checked once, after the data is in.\n");
-    }
-    for fk in &plan.foreign_keys {
-        before_data.push_str(&format!(
-            "ALTER TABLE public.{} DROP CONSTRAINT {};\n",
-            quote_ident(&fk.table),
-            quote_ident(&fk.name)
-        ));
-    }
-    out.write(before_data.as_bytes()).await?;
+    out.write(plan.schema.before_data.as_bytes()).await?;
 
     let mut summaries = BTreeMap::new();
-    for table in tables {
+    for table in plan.tables.iter().filter(|t| !t.columns.is_empty()) {
         let summary = copy_table(tx, out, table)
             .await
             .with_context(|| format!("dumping table {}", table.name))?;
@@ -168,21 +115,18 @@ async fn write_dump(
     }
 
     let mut after_data = String::from("\n");
+    if !plan.sequences.is_empty() {
+        after_data.push_str("-- Sequences' values\n");
+    }
     for (name, value) in &plan.sequences {
         after_data.push_str(&format!(
             "SELECT pg_catalog.setval({}, {value}, true);\n",
             literal(&format!("public.{}", quote_ident(name)))
         ));
     }
-    for fk in &plan.foreign_keys {
-        after_data.push_str(&format!(
-            "ALTER TABLE public.{} ADD CONSTRAINT {} {};\n",
-            quote_ident(&fk.table),
-            quote_ident(&fk.name),
-            fk.definition
-        ));
-    }
-    after_data.push_str("\nCOMMIT;\n");
+    after_data.push('\n');
+    after_data.push_str(&plan.schema.after_data);
+    after_data.push_str("COMMIT;\n");
     out.write(after_data.as_bytes()).await?;
     Ok(summaries)
 }

@@ -1,4 +1,5 @@
-//! Logical backups: a consistent snapshot of the database as one gzip-compressed plain SQL file
+//! Logical backups: a consistent snapshot of the database, its schema described from the live
+//! catalog and its rows, as one gzip-compressed plain SQL file
 //! (restorable by stock `psql`), streamed to S3 by multipart upload with flat memory, plus a
 //! manifest (written last) that lets a restore prove it got back exactly what was saved.
 //!
@@ -18,6 +19,7 @@ mod dump;
 mod load;
 mod manifest;
 mod restore;
+mod schema;
 pub mod session;
 mod sink;
 mod source;

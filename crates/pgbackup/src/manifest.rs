@@ -29,6 +29,9 @@ pub struct Manifest {
     pub tables: BTreeMap<String, TableSummary>,
     /// Each sequence's `last_value` when the backup ran (never-used sequences are left out).
     pub sequences: BTreeMap<String, i64>,
+    /// Schemas other than `public` that held objects of their own: not in the backup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncovered_schemas: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,4 +15,5 @@ SET TimeZone = 'UTC';
 SET extra_float_digits = 3;
 SET bytea_output = 'hex';
 SET search_path = public;
+SET check_function_bodies = false;
 ";

@@ -22,10 +22,7 @@ pub async fn verify(client: &Client, manifest: &Manifest) -> anyhow::Result<()> 
     client.batch_execute(SETTINGS).await?;
     let mut problems = Vec::new();
 
-    let version: Option<i64> = client
-        .query_typed_one("SELECT max(version) FROM schema_migrations", &[])
-        .await?
-        .get(0);
+    let version = catalog::migration_version(client).await?;
     if version != manifest.migration_version {
         problems.push(format!(
             "migration version is {version:?}, the backup has {:?}",

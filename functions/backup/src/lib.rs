@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 pub use domain::files::ABANDONED_AFTER;
-use migrator::Migrator;
 use pgbackup::Destination;
 use platform::{
     config::Config,
@@ -37,18 +36,13 @@ pub enum Task {
 pub struct Tasks {
     config: Config,
     s3: S3,
-    migrator: Migrator,
 }
 
 impl Tasks {
-    pub async fn new(config: Config, migrator: Migrator) -> Self {
+    pub async fn new(config: Config) -> Self {
         platform::install_crypto_provider();
         let s3 = storage::for_transfers(&storage::s3_client(&config).await);
-        Self {
-            config,
-            s3,
-            migrator,
-        }
+        Self { config, s3 }
     }
 
     /// Runs one task and reports what it did.
@@ -96,7 +90,7 @@ impl Tasks {
             bucket: bucket.clone(),
             key: key.clone(),
         };
-        let manifest = pgbackup::backup(&mut conn, &self.migrator, &destination)
+        let manifest = pgbackup::backup(&mut conn, &destination)
             .await
             .with_context(|| format!("backing up to s3://{bucket}/{key}"))?;
         let rows: u64 = manifest.tables.values().map(|t| t.rows).sum();

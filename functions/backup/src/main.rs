@@ -8,8 +8,7 @@ async fn main() -> Result<(), Error> {
     platform::install_crypto_provider();
     let (config, _) = platform::secrets::load_from_env().await?;
     platform::telemetry::init(&config.log_level);
-    let migrator = migrations::migrator()?;
-    let tasks = backup::Tasks::new(config, migrator).await;
+    let tasks = backup::Tasks::new(config).await;
     let tasks = &tasks;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let task: backup::Task = serde_json::from_value(event.payload)?;

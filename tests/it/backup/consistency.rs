@@ -20,10 +20,8 @@ pub async fn paused_backup(
         .expect("locking");
     let key = pgbackup::dump_key(chrono::Utc::now());
     let mut conn = backup_connection(&fx.db).await;
-    let migrator = fx.migrator.clone();
     let destination = fx.destination(&key);
-    let running =
-        tokio::spawn(async move { pgbackup::backup(&mut conn, &migrator, &destination).await });
+    let running = tokio::spawn(async move { pgbackup::backup(&mut conn, &destination).await });
     // Another session: one inside a transaction keeps seeing the activity of its first look.
     let watcher = fx.client().await;
     if !wait_until_blocked(&watcher, &fx.db.name).await {

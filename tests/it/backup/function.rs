@@ -26,7 +26,7 @@ fn the_scheduled_inputs_name_their_tasks() {
 async fn the_backup_task_writes_a_backup_that_the_drill_task_restores() {
     let fx = Fixture::new().await;
     fx.fill().await;
-    let tasks = Tasks::new(fx.config(), fx.migrator.clone()).await;
+    let tasks = Tasks::new(fx.config()).await;
 
     let done = tasks.run(Task::Backup).await.expect("backup task");
     let key = done["key"].as_str().expect("key").to_owned();
@@ -51,7 +51,7 @@ async fn the_backup_task_fails_when_its_bucket_is_missing() {
     let fx = Fixture::new().await;
     let mut config = fx.config();
     config.backup_bucket = format!("missing-{}", uuid::Uuid::new_v4().simple());
-    let tasks = Tasks::new(config, fx.migrator.clone()).await;
+    let tasks = Tasks::new(config).await;
     tasks
         .run(Task::Backup)
         .await
@@ -104,7 +104,7 @@ async fn the_maintenance_task_removes_uploads_never_completed_within_a_day() {
         keys.push(key);
     }
 
-    let tasks = Tasks::new(config, fx.migrator.clone()).await;
+    let tasks = Tasks::new(config).await;
     let done = tasks.run(Task::Maintenance).await.expect("maintenance");
     assert_eq!(done["abandoned_uploads_removed"], 1);
 

@@ -6,6 +6,7 @@ mod consistency;
 mod drill;
 mod failures;
 mod function;
+mod live_schema;
 mod round_trip;
 
 use std::path::{Path, PathBuf};
@@ -139,7 +140,7 @@ impl Fixture {
     pub async fn backup(&self) -> (String, Manifest) {
         let key = pgbackup::dump_key(chrono::Utc::now());
         let mut conn = backup_connection(&self.db).await;
-        let manifest = pgbackup::backup(&mut conn, &self.migrator, &self.destination(&key))
+        let manifest = pgbackup::backup(&mut conn, &self.destination(&key))
             .await
             .expect("backup");
         (key, manifest)

@@ -1,11 +1,10 @@
 //! `db backup`, `db restore` and `db drill`: the backup engine (`pgbackup`) from a shell.
 
-use std::{io::IsTerminal, path::Path, path::PathBuf, time::Duration};
+use std::{io::IsTerminal, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use migrator::Migrator;
 use pgbackup::{Destination, RestoreOptions, Source};
 use platform::{
     config::Config,
@@ -52,8 +51,7 @@ async fn s3(config: &Config) -> S3 {
     storage::for_transfers(&storage::s3_client(config).await)
 }
 
-pub async fn backup(config: &Config, migrations: &Path, args: BackupArgs) -> anyhow::Result<()> {
-    let migrator = Migrator::from_dir(migrations)?;
+pub async fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<()> {
     let destination = match args.to {
         Some(path) => Destination::File(path),
         None => Destination::S3 {
@@ -63,7 +61,7 @@ pub async fn backup(config: &Config, migrations: &Path, args: BackupArgs) -> any
         },
     };
     let mut conn = db::connect_once(&config.database_url, &settings(config)).await?;
-    let manifest = pgbackup::backup(&mut conn, &migrator, &destination).await?;
+    let manifest = pgbackup::backup(&mut conn, &destination).await?;
     let rows: u64 = manifest.tables.values().map(|t| t.rows).sum();
     println!(
         "backed up {} tables, {rows} rows, to {} ({} bytes, {:.1} s)",

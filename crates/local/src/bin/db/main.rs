@@ -65,7 +65,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     platform::install_crypto_provider();
     let settings = PoolSettings::from_config(&config);
     match command {
-        Command::Backup(args) => return backups::backup(&config, &dir, args).await,
+        Command::Backup(args) => return backups::backup(&config, args).await,
         Command::Restore(args) => return backups::restore(&config, args).await,
         Command::Drill => return backups::drill(&config).await,
         _ => {}
