@@ -20,6 +20,15 @@ impl Table {
         columns_sql(&self.columns)
     }
 
+    /// The statement that loads this table in a dump.
+    pub fn copy_in_statement(&self) -> String {
+        format!(
+            "COPY {} ({}) FROM stdin;",
+            self.qualified(),
+            self.column_list()
+        )
+    }
+
     /// `public."name"`.
     pub fn qualified(&self) -> String {
         format!("public.{}", quote_ident(&self.name))

@@ -21,7 +21,7 @@ pub struct RowDigest {
 impl RowDigest {
     /// Feeds COPY output; a row ends at its newline.
     pub fn update(&mut self, mut data: &[u8]) {
-        while let Some(end) = data.iter().position(|b| *b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', data) {
             if self.partial.is_empty() {
                 self.add_row(&data[..end]);
             } else {

@@ -85,7 +85,11 @@ pub async fn drill(
             .get()
             .await
             .with_context(|| format!("connecting to the scratch database {scratch}"))?;
-        restore(&mut conn, &source, RestoreOptions::default()).await
+        let options = RestoreOptions {
+            read_back: true,
+            ..RestoreOptions::default()
+        };
+        restore(&mut conn, &source, options).await
     }
     .await;
     let dropped = admin

@@ -147,7 +147,7 @@ async fn copy_table(
     table: &Table,
 ) -> anyhow::Result<TableSummary> {
     let columns = table.column_list();
-    out.write(format!("COPY {} ({columns}) FROM stdin;\n", table.qualified()).as_bytes())
+    out.write(format!("{}\n", table.copy_in_statement()).as_bytes())
         .await?;
     let rows = tx
         .copy_out(&format!(

@@ -11,15 +11,24 @@ use futures_util::SinkExt;
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, CopyInSink};
 
-use crate::source::Body;
+use crate::{digest::RowDigest, source::Body};
 
 /// COPY data is sent to the server in blocks of about this size.
 const COPY_BLOCK: usize = 256 * 1024;
 
-/// What was read: the gzip file's size and SHA-256.
+/// What was read: the gzip file's size and SHA-256, and each COPY block as it was loaded.
 pub struct Loaded {
     pub bytes: u64,
     pub sha256: String,
+    pub copies: Vec<Copied>,
+}
+
+/// One `COPY ... FROM stdin;` block: the rows the server says it stored, and the rows sent
+/// (their count and checksum, as [`crate::digest`] computes them over the backup's snapshot).
+pub struct Copied {
+    pub statement: String,
+    pub stored: u64,
+    pub sent: (u64, String),
 }
 
 /// Decompresses `body` and runs its statements on `client`. `progress` is told how many
@@ -48,10 +57,11 @@ pub async fn load(
         .context("the dump is not a valid gzip file")?;
     let text = std::mem::take(gunzip.get_mut());
     runner.feed(&text).await?;
-    runner.end().await?;
+    let copies = runner.end().await?;
     Ok(Loaded {
         bytes,
         sha256: hex::encode(hasher.finalize()),
+        copies,
     })
 }
 
@@ -62,6 +72,7 @@ struct Runner<'a> {
     /// Statements waiting for the next COPY (or the end).
     sql: String,
     copy: Option<Copy>,
+    copied: Vec<Copied>,
     committed: bool,
 }
 
@@ -69,6 +80,7 @@ struct Copy {
     statement: String,
     sink: Pin<Box<CopyInSink<Bytes>>>,
     block: BytesMut,
+    digest: RowDigest,
 }
 
 impl<'a> Runner<'a> {
@@ -78,12 +90,36 @@ impl<'a> Runner<'a> {
             line: Vec::new(),
             sql: String::new(),
             copy: None,
+            copied: Vec::new(),
             committed: false,
         }
     }
 
     async fn feed(&mut self, mut data: &[u8]) -> anyhow::Result<()> {
-        while let Some(end) = data.iter().position(|b| *b == b'\n') {
+        loop {
+            // Inside a COPY block, at the start of a line: take every whole line up to the
+            // block's end marker at once instead of line by line (COPY's text format escapes
+            // every backslash, so a data line is never `\.`).
+            if self.copy.is_some() && self.line.is_empty() {
+                let end = if data.starts_with(b"\\.\n") {
+                    Some(0)
+                } else {
+                    memchr::memmem::find(data, b"\n\\.\n").map(|i| i + 1)
+                };
+                let whole = match end {
+                    Some(end) => end,
+                    None => memchr::memrchr(b'\n', data).map_or(0, |i| i + 1),
+                };
+                self.copy_lines(&data[..whole]).await?;
+                data = &data[whole..];
+                if end.is_none() {
+                    self.line.extend_from_slice(data);
+                    return Ok(());
+                }
+            }
+            let Some(end) = memchr::memchr(b'\n', data) else {
+                break;
+            };
             if self.line.is_empty() {
                 self.run_line(&data[..end]).await?;
             } else {
@@ -97,17 +133,41 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// Whole lines of COPY data (each ending in a newline), for the open COPY.
+    async fn copy_lines(&mut self, lines: &[u8]) -> anyhow::Result<()> {
+        let Some(copy) = &mut self.copy else {
+            return Ok(());
+        };
+        copy.block.extend_from_slice(lines);
+        copy.digest.update(lines);
+        if copy.block.len() >= COPY_BLOCK {
+            let statement = copy.statement.clone();
+            copy.send()
+                .await
+                .with_context(|| format!("loading {statement}"))?;
+        }
+        Ok(())
+    }
+
     async fn run_line(&mut self, line: &[u8]) -> anyhow::Result<()> {
         if let Some(copy) = &mut self.copy {
             if line == b"\\." {
                 let mut copy = self.copy.take().context("a COPY is open")?;
                 let statement = copy.statement.clone();
-                copy.end()
+                let stored = copy
+                    .end()
                     .await
                     .with_context(|| format!("loading {statement}"))?;
+                self.copied.push(Copied {
+                    statement,
+                    stored,
+                    sent: std::mem::take(&mut copy.digest).finish(),
+                });
             } else {
                 copy.block.extend_from_slice(line);
                 copy.block.extend_from_slice(b"\n");
+                copy.digest.update(line);
+                copy.digest.update(b"\n");
                 if copy.block.len() >= COPY_BLOCK {
                     let statement = copy.statement.clone();
                     copy.send()
@@ -139,6 +199,7 @@ impl<'a> Runner<'a> {
                     statement: line.to_owned(),
                     sink: Box::pin(sink),
                     block: BytesMut::with_capacity(COPY_BLOCK + 4096),
+                    digest: RowDigest::default(),
                 });
             }
             _ => {
@@ -160,7 +221,7 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    async fn end(mut self) -> anyhow::Result<()> {
+    async fn end(mut self) -> anyhow::Result<Vec<Copied>> {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
             self.run_line(&line).await?;
@@ -171,7 +232,7 @@ impl<'a> Runner<'a> {
         if !self.committed {
             bail!("the dump ends before its COMMIT: it is truncated");
         }
-        Ok(())
+        Ok(self.copied)
     }
 }
 
@@ -182,11 +243,11 @@ impl Copy {
         Ok(())
     }
 
-    async fn end(&mut self) -> anyhow::Result<()> {
+    /// Sends what is left and ends the COPY: the rows the server stored.
+    async fn end(&mut self) -> anyhow::Result<u64> {
         if !self.block.is_empty() {
             self.send().await?;
         }
-        self.sink.as_mut().finish().await?;
-        Ok(())
+        Ok(self.sink.as_mut().finish().await?)
     }
 }

@@ -14,6 +14,9 @@ pub struct RestoreOptions<'a> {
     pub force: bool,
     /// Told the compressed bytes read so far, and the total once known.
     pub progress: Option<&'a (dyn Fn(u64, Option<u64>) + Sync)>,
+    /// Read every table back to check it, instead of checking the rows as they were loaded
+    /// (see [`crate::verify`]): twice the reading, for the drill, which has the time.
+    pub read_back: bool,
 }
 
 #[derive(Debug)]
@@ -82,7 +85,11 @@ pub async fn restore(
                 manifest.sha256
             );
         }
-        verify::verify(client, &manifest).await
+        if options.read_back {
+            verify::verify(client, &manifest).await
+        } else {
+            verify::verify_loaded(client, &manifest, &loaded.copies).await
+        }
     }
     .await;
     match result {

@@ -139,6 +139,7 @@ pub async fn restore(config: &Config, args: RestoreArgs) -> anyhow::Result<()> {
         RestoreOptions {
             force: args.force,
             progress: Some(&progress),
+            read_back: false,
         },
     )
     .await;
