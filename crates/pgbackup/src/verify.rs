@@ -65,7 +65,7 @@ pub async fn verify(client: &Client, manifest: &Manifest) -> anyhow::Result<()> 
     }
 
     problems.extend(sequence_problems(client, manifest).await?);
-    report(problems)
+    report(&problems)
 }
 
 /// Checks the restore's own record of what it loaded (see [`crate::load::Copied`]), then the
@@ -100,10 +100,10 @@ pub(crate) async fn verify_loaded(
         }
     }
     problems.extend(sequence_problems(client, manifest).await?);
-    report(problems)
+    report(&problems)
 }
 
-fn report(problems: Vec<String>) -> anyhow::Result<()> {
+fn report(problems: &[String]) -> anyhow::Result<()> {
     if !problems.is_empty() {
         bail!(
             "the restored database does not match the backup's manifest:\n  - {}",
