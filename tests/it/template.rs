@@ -1097,3 +1097,115 @@ fn the_http_functions_connect_with_the_applications_own_login_not_the_master() {
         "the migrate function creates the login its secret names"
     );
 }
+
+/// The lifecycle rules of a bucket's `LifecycleConfiguration`.
+fn lifecycle_rules(bucket: &Value) -> Vec<Value> {
+    bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn deleted_uploads_stay_restorable_for_a_while_and_are_then_gone_for_good() {
+    let template = template();
+    let resources = resources(&template);
+    let uploads = &resources["UploadsBucket"];
+    assert_eq!(
+        uploads["Properties"]["VersioningConfiguration"]["Status"].as_str(),
+        Some("Enabled"),
+        "a deleted or overwritten upload can be brought back"
+    );
+    let rules = lifecycle_rules(uploads);
+    let enabled = |r: &&Value| r["Status"].as_str() == Some("Enabled");
+    let noncurrent_days: Vec<u64> = rules
+        .iter()
+        .filter(enabled)
+        .filter_map(|r| r["NoncurrentVersionExpiration"]["NoncurrentDays"].as_u64())
+        .collect();
+    assert!(
+        noncurrent_days.iter().any(|d| (1..=30).contains(d)),
+        "noncurrent versions expire within 30 days: a deleted account's files must end, \
+         found {noncurrent_days:?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .filter(enabled)
+            .any(|r| is_true(&r["ExpiredObjectDeleteMarker"])),
+        "the delete markers left by deletions are removed once nothing is behind them"
+    );
+    assert!(
+        rules.iter().filter(enabled).any(|r| r["AbortIncompleteMultipartUpload"]
+            ["DaysAfterInitiation"]
+            .as_u64()
+            .is_some()),
+        "abandoned multipart uploads are still aborted"
+    );
+    for (id, role) in of_type(&resources, "AWS::IAM::Role") {
+        assert!(
+            !text(&role["Properties"]["Policies"]).contains("s3:DeleteObjectVersion"),
+            "{id} may delete object versions: only the lifecycle rule ends a version"
+        );
+    }
+}
+
+#[test]
+fn the_cross_region_copy_of_the_backups_is_off_unless_a_destination_is_named() {
+    let template = template();
+    let parameter = &template["Parameters"]["BackupReplicaBucketArn"];
+    assert_eq!(
+        parameter["Default"].as_str(),
+        Some(""),
+        "empty by default: the copy is opt-in"
+    );
+    let condition = text(&template["Conditions"]["ReplicateBackups"]);
+    assert!(condition.contains("BackupReplicaBucketArn"), "{condition}");
+    let resources = resources(&template);
+    let backups = &resources["BackupsBucket"]["Properties"];
+    assert_eq!(
+        backups["VersioningConfiguration"]["Status"].as_str(),
+        Some("Enabled"),
+        "S3 replication needs versioning on the source"
+    );
+    let replication = &backups["ReplicationConfiguration"];
+    assert_eq!(
+        tag(replication).as_deref(),
+        Some("If"),
+        "the replication rule exists only with a destination"
+    );
+    let branches = untag(replication).as_sequence().expect("!If [cond, a, b]");
+    assert_eq!(branches[0].as_str(), Some("ReplicateBackups"));
+    assert_eq!(
+        ref_target(&branches[2]),
+        Some("AWS::NoValue"),
+        "no replication without a destination"
+    );
+    let rules = branches[1]["Rules"].as_sequence().expect("rules");
+    assert!(
+        rules
+            .iter()
+            .all(|r| ref_target(&r["Destination"]["Bucket"]) == Some("BackupReplicaBucketArn")),
+        "every rule replicates to the named bucket"
+    );
+    let role_id = text(&branches[1]["Role"]);
+    let role_id = role_id.split('.').next().unwrap_or_default();
+    let role = &resources[role_id];
+    assert_eq!(
+        role["Condition"].as_str(),
+        Some("ReplicateBackups"),
+        "{role_id} exists only when replication is on"
+    );
+    let policy = text(&role["Properties"]["Policies"]);
+    assert!(
+        policy.contains("s3:ReplicateObject") && !policy.contains("s3:*"),
+        "{role_id}: replication rights only"
+    );
+    let replica = yaml("infra/backup-replica.yaml");
+    assert_eq!(
+        replica["Resources"]["ReplicaBucket"]["Properties"]["VersioningConfiguration"]["Status"]
+            .as_str(),
+        Some("Enabled"),
+        "S3 replication needs versioning on the destination too"
+    );
+}
