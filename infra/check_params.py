@@ -5,8 +5,8 @@
     python3 infra/check_params.py overrides ENV     # one line of Key=Value pairs
 
 `check` fails (exit 1) when, for an environment:
-  - infra/<env>.json names a parameter the template does not have, misses one without a default,
-    or gives a value outside the parameter's AllowedValues / AllowedPattern / MinValue / MaxValue;
+  - infra/<env>.json names a parameter the template does not have, misses one without a default
+    (other than those the pipeline passes: PIPELINE_PARAMETERS), or gives a value outside the parameter's AllowedValues / AllowedPattern / MinValue / MaxValue;
   - samconfig.toml's [<env>.deploy.parameters] parameter_overrides differ from infra/<env>.json;
   - the connection budget does not hold:
         (sum of every function's reserved concurrency) x DbPoolMax
@@ -40,6 +40,10 @@ CONCURRENCY_PARAMETERS = {
     "UsersFunction": "UsersConcurrency",
     "UploadsFunction": "UploadsConcurrency",
 }
+
+# Parameters the deploy pipeline passes on every deploy, from the commit being deployed (its
+# revision, the images it built and pushed), never from infra/<env>.json.
+PIPELINE_PARAMETERS = {"DeployedRevision", "BackupImageUri", "DrillDatabaseImageUri"}
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -89,7 +93,7 @@ def check_values(template: dict, params: dict[str, str], env: str) -> list[str]:
         errors.append(f"{env}: {name} is not a parameter of template.yaml")
     for name, spec in declared.items():
         if name not in params:
-            if "Default" not in spec and name != "DeployedRevision":
+            if "Default" not in spec and name not in PIPELINE_PARAMETERS:
                 errors.append(f"{env}: {name} has no default and is missing")
             continue
         value = params[name]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Offline checks of the deployable pieces: cfn-lint, `sam validate --lint` and checkov on the SAM
-# template (cfn-lint and checkov on infra/bootstrap.yaml too),
+# template (cfn-lint and checkov on infra/bootstrap.yaml and infra/backup-replica.yaml too),
 # each environment's parameters (including the connection budget) against it, and actionlint on
 # the workflows.
 set -euo pipefail
@@ -33,8 +33,9 @@ if [ ! -x "$checkov_venv/bin/checkov" ]; then
   python3 -m venv "$checkov_venv"
   "$checkov_venv/bin/pip" install --quiet 'checkov==3.3.30'
 fi
-"$checkov_venv/bin/checkov" --config-file .checkov.yaml -f template.yaml -f infra/bootstrap.yaml
-cfn-lint infra/bootstrap.yaml
+"$checkov_venv/bin/checkov" --config-file .checkov.yaml -f template.yaml -f infra/bootstrap.yaml \
+  -f infra/backup-replica.yaml
+cfn-lint infra/bootstrap.yaml infra/backup-replica.yaml
 py=python3
 python3 -c 'import yaml' 2>/dev/null || py="$tools/bin/python"
 "$py" infra/check_params.py check

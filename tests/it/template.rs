@@ -1097,3 +1097,551 @@ fn the_http_functions_connect_with_the_applications_own_login_not_the_master() {
         "the migrate function creates the login its secret names"
     );
 }
+
+/// The lifecycle rules of a bucket's `LifecycleConfiguration`.
+fn lifecycle_rules(bucket: &Value) -> Vec<Value> {
+    bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn deleted_uploads_stay_restorable_for_a_while_and_are_then_gone_for_good() {
+    let template = template();
+    let resources = resources(&template);
+    let uploads = &resources["UploadsBucket"];
+    assert_eq!(
+        uploads["Properties"]["VersioningConfiguration"]["Status"].as_str(),
+        Some("Enabled"),
+        "a deleted or overwritten upload can be brought back"
+    );
+    let rules = lifecycle_rules(uploads);
+    let enabled = |r: &&Value| r["Status"].as_str() == Some("Enabled");
+    let noncurrent_days: Vec<u64> = rules
+        .iter()
+        .filter(enabled)
+        .filter_map(|r| r["NoncurrentVersionExpiration"]["NoncurrentDays"].as_u64())
+        .collect();
+    assert!(
+        noncurrent_days.iter().any(|d| (1..=30).contains(d)),
+        "noncurrent versions expire within 30 days: a deleted account's files must end, \
+         found {noncurrent_days:?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .filter(enabled)
+            .any(|r| is_true(&r["ExpiredObjectDeleteMarker"])),
+        "the delete markers left by deletions are removed once nothing is behind them"
+    );
+    assert!(
+        rules.iter().filter(enabled).any(|r| {
+            r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+                .as_u64()
+                .is_some()
+        }),
+        "abandoned multipart uploads are still aborted"
+    );
+    for (id, role) in of_type(&resources, "AWS::IAM::Role") {
+        assert!(
+            !text(&role["Properties"]["Policies"]).contains("s3:DeleteObjectVersion"),
+            "{id} may delete object versions: only the lifecycle rule ends a version"
+        );
+    }
+}
+
+#[test]
+fn the_cross_region_copy_of_the_backups_is_off_unless_a_destination_is_named() {
+    let template = template();
+    let parameter = &template["Parameters"]["BackupReplicaBucketArn"];
+    assert_eq!(
+        parameter["Default"].as_str(),
+        Some(""),
+        "empty by default: the copy is opt-in"
+    );
+    let condition = text(&template["Conditions"]["ReplicateBackups"]);
+    assert!(condition.contains("BackupReplicaBucketArn"), "{condition}");
+    let resources = resources(&template);
+    let backups = &resources["BackupsBucket"]["Properties"];
+    assert_eq!(
+        backups["VersioningConfiguration"]["Status"].as_str(),
+        Some("Enabled"),
+        "S3 replication needs versioning on the source"
+    );
+    let replication = &backups["ReplicationConfiguration"];
+    assert_eq!(
+        tag(replication).as_deref(),
+        Some("If"),
+        "the replication rule exists only with a destination"
+    );
+    let branches = untag(replication).as_sequence().expect("!If [cond, a, b]");
+    assert_eq!(branches[0].as_str(), Some("ReplicateBackups"));
+    assert_eq!(
+        ref_target(&branches[2]),
+        Some("AWS::NoValue"),
+        "no replication without a destination"
+    );
+    let rules = branches[1]["Rules"].as_sequence().expect("rules");
+    assert!(
+        rules
+            .iter()
+            .all(|r| ref_target(&r["Destination"]["Bucket"]) == Some("BackupReplicaBucketArn")),
+        "every rule replicates to the named bucket"
+    );
+    let role_id = text(&branches[1]["Role"]);
+    let role_id = role_id.split('.').next().unwrap_or_default();
+    let role = &resources[role_id];
+    assert_eq!(
+        role["Condition"].as_str(),
+        Some("ReplicateBackups"),
+        "{role_id} exists only when replication is on"
+    );
+    let policy = text(&role["Properties"]["Policies"]);
+    assert!(
+        policy.contains("s3:ReplicateObject") && !policy.contains("s3:*"),
+        "{role_id}: replication rights only"
+    );
+    let replica = yaml("infra/backup-replica.yaml");
+    assert_eq!(
+        replica["Resources"]["ReplicaBucket"]["Properties"]["VersioningConfiguration"]["Status"]
+            .as_str(),
+        Some("Enabled"),
+        "S3 replication needs versioning on the destination too"
+    );
+}
+
+/// The logical id a `!GetAtt X.Attr` names.
+fn getatt_target(v: &Value) -> Option<String> {
+    (tag(v).as_deref() == Some("GetAtt"))
+        .then(|| text(v).split('.').next().map(str::to_owned))
+        .flatten()
+}
+
+/// The schedule whose `Name` contains `name`.
+fn schedule<'a>(resources: &'a BTreeMap<String, Value>, name: &str) -> (&'a str, &'a Value) {
+    resources
+        .iter()
+        .find(|(_, r)| {
+            r["Type"].as_str() == Some("AWS::Scheduler::Schedule")
+                && text(&r["Properties"]["Name"]).contains(name)
+        })
+        .map(|(id, r)| (id.as_str(), r))
+        .unwrap_or_else(|| panic!("a schedule named *{name}*"))
+}
+
+/// The value of an ECS container's environment variable.
+fn container_env(container: &Value, name: &str) -> Option<Value> {
+    container["Environment"]
+        .as_sequence()?
+        .iter()
+        .find_map(|pair| (pair["Name"].as_str() == Some(name)).then(|| pair["Value"].clone()))
+}
+
+fn containers(task_definition: &Value) -> Vec<Value> {
+    task_definition["Properties"]["ContainerDefinitions"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Checks an ECS target the way EventBridge Scheduler needs it, and answers the task
+/// definition's logical id.
+fn ecs_target(resources: &BTreeMap<String, Value>, id: &str, target: &Value) -> String {
+    let cluster = getatt_target(&target["Arn"]).unwrap_or_default();
+    assert_eq!(
+        resources[&cluster]["Type"].as_str(),
+        Some("AWS::ECS::Cluster"),
+        "{id} targets a cluster's ARN"
+    );
+    let ecs = &target["EcsParameters"];
+    assert_eq!(ecs["LaunchType"].as_str(), Some("FARGATE"), "{id}");
+    assert!(
+        ecs["PlatformVersion"]
+            .as_str()
+            .is_some_and(|v| v == "LATEST" || v >= "1.4.0"),
+        "{id}: ARM64 and ephemeral storage need platform version 1.4.0"
+    );
+    let network = &ecs["NetworkConfiguration"]["AwsvpcConfiguration"];
+    assert_eq!(
+        network["AssignPublicIp"].as_str(),
+        Some("DISABLED"),
+        "{id}: the task stays in the private subnets, with no public address"
+    );
+    let subnets = network["Subnets"].as_sequence().expect("subnets");
+    assert!(
+        !subnets.is_empty()
+            && subnets
+                .iter()
+                .all(|s| ref_target(s).is_some_and(|s| s.starts_with("PrivateSubnet"))),
+        "{id}: private subnets only"
+    );
+    let definition = ref_target(&ecs["TaskDefinitionArn"])
+        .unwrap_or_else(|| panic!("{id}: TaskDefinitionArn is a !Ref"))
+        .to_owned();
+    assert_eq!(
+        resources[&definition]["Type"].as_str(),
+        Some("AWS::ECS::TaskDefinition")
+    );
+    // The role the schedule runs as may start that family and pass the task's own two roles.
+    let role = getatt_target(&target["RoleArn"]).expect("RoleArn");
+    let policy = text(&resources[&role]["Properties"]["Policies"]);
+    let family = text(&resources[&definition]["Properties"]["Family"]);
+    assert!(
+        policy.contains("ecs:RunTask") && policy.contains(&format!("task-definition/{family}:")),
+        "{role} runs {family}"
+    );
+    let task = &resources[&definition]["Properties"];
+    for passed in ["TaskRoleArn", "ExecutionRoleArn"] {
+        let passed = getatt_target(&task[passed]).expect(passed);
+        assert!(
+            policy.contains("iam:PassRole") && policy.contains(&format!("{passed}.Arn")),
+            "{role} passes {passed} (ECS developer guide, \"Amazon ECS EventBridge IAM role\")"
+        );
+    }
+    assert!(
+        policy.contains("iam:PassedToService"),
+        "{role} passes to ECS only"
+    );
+    definition
+}
+
+#[test]
+fn the_weekly_drill_runs_as_a_fargate_task_and_never_on_the_backup_function() {
+    let template = template();
+    let resources = resources(&template);
+    for (id, function) in of_type(&resources, "AWS::Serverless::Function") {
+        for (name, event) in events(&function) {
+            assert!(
+                !text(&event["Properties"]["Input"]).contains("drill"),
+                "{id}.{name} runs the drill in a function: it restores into the primary"
+            );
+        }
+    }
+    let (id, drill) = schedule(&resources, "weekly-restore-drill");
+    let target = &drill["Properties"]["Target"];
+    assert!(
+        tag(target).is_none(),
+        "{id}: always the task, whatever the parameters"
+    );
+    assert_ne!(
+        getatt_target(&target["Arn"]).as_deref(),
+        Some("BackupFunction"),
+        "{id} does not invoke the function"
+    );
+    let definition = ecs_target(&resources, id, target);
+    assert_eq!(definition, "DrillTaskDefinition");
+}
+
+#[test]
+fn the_drill_restores_into_its_own_postgres_and_cannot_reach_the_database() {
+    let template = template();
+    let resources = resources(&template);
+    let drill = &resources["DrillTaskDefinition"];
+    let containers = containers(drill);
+    let sidecar = containers
+        .iter()
+        .find(|c| ref_target(&c["Image"]) == Some("DrillDatabaseImageUri"))
+        .expect("a Postgres container in the drill's task");
+    let sidecar_name = sidecar["Name"].as_str().expect("name");
+    assert!(
+        text(&sidecar["Command"]).contains("listen_addresses=127.0.0.1"),
+        "the scratch Postgres trusts local connections, so it listens on the loopback only"
+    );
+    assert!(
+        !sidecar["HealthCheck"]["Command"].is_null(),
+        "a health check the drill can wait for"
+    );
+    let runner = containers
+        .iter()
+        .find(|c| text(&c["Command"]).contains("drill"))
+        .expect("the container that runs db drill");
+    assert!(
+        is_true(&runner["Essential"]),
+        "the task ends with the drill"
+    );
+    assert!(
+        runner["DependsOn"]
+            .as_sequence()
+            .is_some_and(|d| d.iter().any(|d| {
+                d["ContainerName"].as_str() == Some(sidecar_name)
+                    && d["Condition"].as_str() == Some("HEALTHY")
+            })),
+        "the drill starts once its Postgres answers"
+    );
+    let url = container_env(runner, "DATABASE_URL").expect("the drill's DATABASE_URL");
+    assert!(
+        tag(&url).is_none(),
+        "a literal URL, naming no stack resource"
+    );
+    let url = url.as_str().unwrap_or_default();
+    assert!(
+        url.starts_with("postgres://")
+            && (url.contains("@127.0.0.1:") || url.contains("@localhost:")),
+        "the drill restores into the task's own Postgres, not {url}"
+    );
+    assert!(
+        !text(&drill["Properties"]).contains("Database.Endpoint")
+            && !text(&drill["Properties"]).contains("DbProxy"),
+        "nothing in the drill's task names the RDS endpoints"
+    );
+    for container in &containers {
+        assert!(
+            container["Secrets"].is_null(),
+            "{}: the drill gets no database secret",
+            text(&container["Name"])
+        );
+    }
+    for role in ["TaskRoleArn", "ExecutionRoleArn"] {
+        let role = getatt_target(&drill["Properties"][role]).expect(role);
+        let role = text(&resources[&role]["Properties"]);
+        assert!(
+            !role.contains("secretsmanager") && !role.contains("rds"),
+            "the drill's roles read no secret and touch no database: {role}"
+        );
+    }
+    // The network: the drill's security group opens nothing to Postgres, and the database
+    // admits nothing from it.
+    let (id, schedule) = schedule(&resources, "weekly-restore-drill");
+    let groups = &schedule["Properties"]["Target"]["EcsParameters"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+        ["SecurityGroups"];
+    for group in groups.as_sequence().expect("security groups") {
+        let group = ref_target(group).expect("a !Ref");
+        assert_ne!(
+            group, "LambdaSecurityGroup",
+            "{id}: the functions' group reaches the database"
+        );
+        let egress = &resources[group]["Properties"]["SecurityGroupEgress"];
+        assert!(
+            egress.as_sequence().is_some_and(|rules| rules
+                .iter()
+                .all(|r| r["FromPort"].as_u64() == Some(443) && r["ToPort"].as_u64() == Some(443))),
+            "{group}: HTTPS only"
+        );
+        for (rule, r) in of_type(&resources, "AWS::EC2::SecurityGroupEgress") {
+            assert_ne!(
+                ref_target(&r["Properties"]["GroupId"]),
+                Some(group),
+                "{rule}"
+            );
+        }
+        for (rule, r) in of_type(&resources, "AWS::EC2::SecurityGroupIngress") {
+            if ref_target(&r["Properties"]["SourceSecurityGroupId"]) == Some(group) {
+                assert_eq!(
+                    ref_target(&r["Properties"]["GroupId"]),
+                    Some("EndpointSecurityGroup"),
+                    "{rule}: the drill reaches the VPC endpoints only"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_backup_and_drill_tasks_hold_only_what_they_need_in_s3_and_secrets() {
+    let template = template();
+    let resources = resources(&template);
+    for definition in ["BackupTaskDefinition", "DrillTaskDefinition"] {
+        let task = &resources[definition]["Properties"];
+        assert_eq!(
+            text(&task["RuntimePlatform"]),
+            "CpuArchitecture ARM64 OperatingSystemFamily LINUX",
+            "{definition}: the image is linux/arm64"
+        );
+        // Fargate's valid pairs (ECS developer guide, "Task CPU and memory").
+        let cpu: u64 = text(&task["Cpu"]).parse().expect("cpu");
+        let memory: u64 = text(&task["Memory"]).parse().expect("memory");
+        let valid = match cpu {
+            1024 => (2048..=8192).contains(&memory),
+            2048 => (4096..=16384).contains(&memory),
+            4096 => (8192..=30720).contains(&memory),
+            _ => false,
+        } && memory % 1024 == 0;
+        assert!(
+            valid,
+            "{definition}: {cpu} CPU units with {memory} MiB is no Fargate size"
+        );
+        for container in containers(&resources[definition]) {
+            if ref_target(&container["Image"]) == Some("BackupImageUri") {
+                assert!(
+                    is_true(&container["ReadonlyRootFilesystem"]),
+                    "{definition}: db writes nothing locally"
+                );
+            }
+        }
+
+        let task_role = getatt_target(&task["TaskRoleArn"]).expect("task role");
+        let statements = resources[&task_role]["Properties"]["Policies"]
+            .as_sequence()
+            .expect("inline policies")
+            .iter()
+            .flat_map(|p| {
+                p["PolicyDocument"]["Statement"]
+                    .as_sequence()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>();
+        assert!(
+            resources[&task_role]["Properties"]["ManagedPolicyArns"].is_null(),
+            "{task_role}: no managed policy beside its own statements"
+        );
+        for statement in &statements {
+            let actions = text(&statement["Action"]);
+            let resource = text(&statement["Resource"]);
+            assert!(
+                actions
+                    .split_whitespace()
+                    .all(|a| a.starts_with("s3:") && a != "s3:*"),
+                "{task_role}: S3 actions only, each named: {actions}"
+            );
+            assert!(
+                !actions.contains("Delete"),
+                "{task_role}: a backup task never deletes a backup"
+            );
+            assert!(
+                resource.starts_with("BackupsBucket.Arn")
+                    || resource.starts_with("${BackupsBucket.Arn}/backups/"),
+                "{task_role}: the backups bucket's backups/ only, not {resource}"
+            );
+            if resource == "BackupsBucket.Arn" {
+                assert_eq!(
+                    text(&statement["Condition"]),
+                    "StringLike s3:prefix backups/*",
+                    "{task_role}: lists backups/ only"
+                );
+            }
+        }
+        let execution = getatt_target(&task["ExecutionRoleArn"]).expect("execution role");
+        let own = text(&resources[&execution]["Properties"]["Policies"]);
+        let named: BTreeSet<&str> = own.split_whitespace().collect();
+        for secret in ["AppSecret", "AppDatabaseSecret"] {
+            assert!(!named.contains(secret), "{execution} reads {secret}");
+        }
+        assert!(
+            !own.contains("rds-db:") && !own.contains("rds:"),
+            "{execution}"
+        );
+    }
+    // Only the backup's container gets the master password, injected by ECS.
+    let backup = containers(&resources["BackupTaskDefinition"]);
+    let injected = text(&backup[0]["Secrets"]);
+    assert!(
+        injected.contains("${DatabaseSecret}:password::"),
+        "the backup logs in as the master user, as the function does: {injected}"
+    );
+    let url = text(&container_env(&backup[0], "DATABASE_URL").expect("DATABASE_URL"));
+    assert!(
+        url.starts_with("postgres://app_admin@${Database.Endpoint.Address}:"),
+        "straight to the primary (a long dump would pin a proxy connection), and no password \
+         in the template: {url}"
+    );
+    let pull = text(&resources["BackupTaskPullPolicy"]["Properties"]["PolicyDocument"]);
+    assert!(
+        pull.contains("ecr:BatchGetImage") && pull.contains(":repository/${Repository}"),
+        "the execution roles pull from the images' repository only"
+    );
+}
+
+#[test]
+fn the_daily_backup_runs_where_backup_platform_says() {
+    let template = template();
+    let platform = &template["Parameters"]["BackupPlatform"];
+    assert_eq!(text(&platform["AllowedValues"]), "lambda fargate");
+    assert!(text(&template["Conditions"]["BackupOnFargate"]).contains("BackupPlatform"));
+    let resources = resources(&template);
+    let (id, daily) = schedule(&resources, "daily-backup");
+    let target = &daily["Properties"]["Target"];
+    assert_eq!(
+        tag(target).as_deref(),
+        Some("If"),
+        "{id}: Lambda or Fargate"
+    );
+    let branches = untag(target).as_sequence().expect("!If [cond, a, b]");
+    assert_eq!(branches[0].as_str(), Some("BackupOnFargate"));
+    assert_eq!(
+        ecs_target(&resources, id, &branches[1]),
+        "BackupTaskDefinition"
+    );
+    let backup = containers(&resources["BackupTaskDefinition"]);
+    assert_eq!(text(&backup[0]["Command"]), "backup");
+    assert_eq!(
+        getatt_target(&branches[2]["Arn"]).as_deref(),
+        Some("BackupFunction"),
+        "{id}: on Lambda, the function"
+    );
+    assert_eq!(text(&branches[2]["Input"]), r#"{"task":"backup"}"#);
+    let network = &branches[1]["EcsParameters"]["NetworkConfiguration"]["AwsvpcConfiguration"];
+    assert_eq!(
+        text(&network["SecurityGroups"]),
+        text(&template["Globals"]["Function"]["VpcConfig"]["SecurityGroupIds"]),
+        "{id}: the Fargate backup reaches the database as the function does"
+    );
+}
+
+/// The steps of a job, in order.
+fn steps(job: &Value) -> Vec<Value> {
+    job["steps"].as_sequence().cloned().unwrap_or_default()
+}
+
+#[test]
+fn the_deploy_pushes_the_backup_images_by_commit_before_sam_deploy_names_them() {
+    let deploy = yaml(".github/workflows/deploy.yml");
+    let jobs = jobs(&deploy);
+    for (id, job) in jobs.iter().filter(|(_, j)| runs(j).contains("sam deploy")) {
+        let steps = steps(job);
+        let run = |s: &Value| s["run"].as_str().unwrap_or_default().to_owned();
+        let push = steps
+            .iter()
+            .position(|s| {
+                let r = run(s);
+                r.contains("docker buildx build") && r.contains("--push")
+            })
+            .unwrap_or_else(|| panic!("{id} builds and pushes the backup images"));
+        let push_script = run(&steps[push]);
+        assert!(
+            push_script.contains("--platform linux/arm64")
+                && push_script.contains("infra/backup/Dockerfile")
+                && push_script.contains("$GITHUB_SHA"),
+            "{id}: linux/arm64 images of infra/backup/Dockerfile, tagged by commit"
+        );
+        let first_deploy = steps
+            .iter()
+            .position(|s| run(s).contains("sam deploy"))
+            .expect("sam deploy");
+        assert!(
+            push < first_deploy,
+            "{id}: the images are pushed before the stack that names them is deployed"
+        );
+        let login = steps
+            .iter()
+            .position(|s| {
+                s["uses"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("aws-actions/amazon-ecr-login@"))
+            })
+            .unwrap_or_else(|| panic!("{id} logs in to ECR"));
+        assert!(login < push);
+        let built = steps
+            .iter()
+            .position(|s| run(s).contains("--bin db"))
+            .unwrap_or_else(|| panic!("{id} builds the db binary the image carries"));
+        assert!(built < push);
+        let push_id = steps[push]["id"].as_str().expect("the push step has an id");
+        for step in steps.iter().filter(|s| {
+            let r = run(s);
+            r.contains("sam deploy") && r.contains("check_params.py overrides")
+        }) {
+            let script = run(step);
+            let env = text(&step["env"]);
+            assert!(
+                script.contains("BackupImageUri=") && script.contains("DrillDatabaseImageUri="),
+                "{id}: every deploy from the template passes both image URIs"
+            );
+            assert!(
+                env.contains(&format!("steps.{push_id}.outputs.")),
+                "{id}: the URIs are the pushed images"
+            );
+        }
+    }
+}
