@@ -2,13 +2,13 @@
 //!
 //! - `{"task":"backup"}` (daily): a logical backup of the primary to the backups bucket, then
 //!   the `BackupSucceeded` metric (1 or 0);
-//! - `{"task":"drill"}` (weekly): the newest backup restored into a scratch database and checked,
-//!   then `DrillSucceeded` (1 or 0);
 //! - `{"task":"maintenance"}` (daily): objects no upload row names (a file PUT through its URL
 //!   after its account was deleted) are removed, and uploads never completed within 24 hours
 //!   are removed, their objects and their rows.
 //!
-//! A task that fails returns its error, so the invocation fails and the alarms see it.
+//! A task that fails returns its error, so the invocation fails and the alarms see it. The
+//! weekly restore drill is not a task here: it runs as `db drill` in an ECS task with a Postgres
+//! of its own, so that it never restores into the production database (see template.yaml).
 
 use std::time::Duration;
 
@@ -28,7 +28,6 @@ use serde_json::{Value, json};
 #[serde(tag = "task", rename_all = "lowercase")]
 pub enum Task {
     Backup,
-    Drill,
     Maintenance,
 }
 
@@ -51,11 +50,6 @@ impl Tasks {
             Task::Backup => {
                 let result = self.backup().await;
                 self.succeeded("BackupSucceeded", result.is_ok());
-                result
-            }
-            Task::Drill => {
-                let result = self.drill().await;
-                self.succeeded("DrillSucceeded", result.is_ok());
                 result
             }
             Task::Maintenance => self.maintenance().await,
@@ -107,30 +101,6 @@ impl Tasks {
             "tables": manifest.tables.len(),
             "rows": rows,
             "duration_ms": manifest.duration_ms,
-        }))
-    }
-
-    async fn drill(&self) -> anyhow::Result<Value> {
-        let (key, restored) = pgbackup::drill(
-            &self.s3,
-            &self.config.backup_bucket,
-            &self.config.database_url,
-            &self.settings(),
-            &pgbackup::scratch_name(),
-        )
-        .await?;
-        let duration_ms = u64::try_from(restored.duration.as_millis()).unwrap_or(u64::MAX);
-        tracing::info!(
-            key,
-            rows = restored.rows(),
-            duration_ms,
-            "restore drill passed"
-        );
-        Ok(json!({
-            "key": key,
-            "tables": restored.manifest.tables.len(),
-            "rows": restored.rows(),
-            "duration_ms": duration_ms,
         }))
     }
 
