@@ -1456,7 +1456,7 @@ fn the_backup_and_drill_tasks_hold_only_what_they_need_in_s3_and_secrets() {
             2048 => (4096..=16384).contains(&memory),
             4096 => (8192..=30720).contains(&memory),
             _ => false,
-        } && memory % 1024 == 0;
+        } && memory.is_multiple_of(1024);
         assert!(
             valid,
             "{definition}: {cpu} CPU units with {memory} MiB is no Fargate size"
