@@ -5,6 +5,7 @@
 mod consistency;
 mod drill;
 mod failures;
+mod fargate;
 mod function;
 mod live_schema;
 mod round_trip;
