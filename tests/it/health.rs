@@ -164,3 +164,69 @@ async fn the_api_reference_is_served_with_its_own_files_and_policy() {
         Some("default-src 'none'; frame-ancestors 'none'")
     );
 }
+
+/// `INFO commandstats`' count of `PING`s this Redis has answered.
+async fn pings(redis: &crate::support::throwaway::ThrowawayRedis) -> u64 {
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("info");
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("a count"))
+}
+
+/// A flood of `/health` costs one check per second, not one per request.
+#[tokio::test]
+async fn concurrent_health_probes_share_one_check_and_reuse_it_for_at_most_a_second() {
+    let redis = crate::support::throwaway::ThrowawayRedis::start();
+    let app = TestApp::spawn_with(Settings::default().set("REDIS_URL", &redis.url())).await;
+    let before = pings(&redis).await;
+    let answers = futures_util::future::join_all((0..50).map(|_| app.get("/health"))).await;
+    assert!(answers.iter().all(|r| r.status == 200));
+    assert_eq!(pings(&redis).await - before, 1, "50 probes, one check");
+
+    tokio::time::sleep(health::REUSE_FOR).await;
+    assert_eq!(app.get("/health").await.status, 200);
+    assert_eq!(
+        pings(&redis).await - before,
+        2,
+        "a result older than a second is checked again"
+    );
+}
+
+/// Probes that queue behind a slow check (a hung database: the check waits out its whole
+/// timeout, as long as a result may be reused) take its result instead of each running one of
+/// their own in turn.
+#[tokio::test]
+async fn probes_queued_behind_a_slow_check_share_its_result() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let app = TestApp::spawn_with(
+        Settings::default().set("DATABASE_URL", &format!("postgres://postgres@{addr}/none")),
+    )
+    .await;
+    let started = Instant::now();
+    let answers = futures_util::future::join_all((0..10).map(|_| app.get("/health"))).await;
+    let took = started.elapsed();
+    assert!(answers.iter().all(|r| r.status == 503));
+    assert!(
+        took < health::CHECK_TIMEOUT * 2,
+        "10 probes of a hung database took {took:?}: one check, not ten in a row"
+    );
+}

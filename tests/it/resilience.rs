@@ -90,6 +90,8 @@ async fn a_postgres_restart_degrades_health_and_recovers_without_a_restart() {
     assert_eq!(health(&app).await.0, 200);
 
     pg.stop();
+    // The healthy result answers for at most this long; the next check sees the outage.
+    tokio::time::sleep(health::REUSE_FOR).await;
     let (status, body, took) = health(&app).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["checks"]["database"], "error");
@@ -254,6 +256,7 @@ async fn redis_stopped_keeps_the_api_serving_and_recovers_by_itself() {
     assert_eq!(health(&app).await.0, 200);
 
     redis.stop();
+    tokio::time::sleep(health::REUSE_FOR).await;
     let (status, body, took) = health(&app).await;
     assert_eq!(status, 503);
     assert_eq!(body["checks"]["redis"], "error");

@@ -2,12 +2,17 @@
 //! interactive reference at `GET /api/docs`.
 //!
 //! `/health` checks Postgres and Redis in parallel, each under its own short timeout, so a hung
-//! dependency turns the answer into a fast 503, never a slow one.
+//! dependency turns the answer into a fast 503, never a slow one. Concurrent probes share one
+//! check in flight, and a result is reused for at most [`REUSE_FOR`]: a flood of `/health`
+//! (unauthenticated, never rate limited) costs at most one `SELECT 1` and one `PING` a second.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{Path, State},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -20,6 +25,50 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Each dependency check gives up after this long.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long one check's result answers later probes, counted from when the check started: no
+/// answer reports the dependencies as they were more than this long ago.
+pub const REUSE_FOR: Duration = Duration::from_secs(1);
+
+/// The newest check of this process, shared by concurrent probes. The lock is held while a check
+/// runs, so probes that arrive meanwhile wait for it instead of starting their own. (A few lines
+/// over tokio's mutex: no well-kept crate does single flight with a freshness bound this small.)
+#[derive(Default)]
+struct Probe {
+    last: tokio::sync::Mutex<Option<Checked>>,
+}
+
+#[derive(Clone, Copy)]
+struct Checked {
+    started: Instant,
+    finished: Instant,
+    database: bool,
+    redis: bool,
+}
+
+impl Probe {
+    async fn check(&self, state: &Platform) -> Checked {
+        let arrived = Instant::now();
+        let mut last = self.last.lock().await;
+        // Fresh enough, or finished while this probe waited for it (then it is at most one
+        // check's timeout old, and running another would queue every waiting probe behind it).
+        if let Some(checked) = *last
+            && (checked.started.elapsed() < REUSE_FOR || checked.finished >= arrived)
+        {
+            return checked;
+        }
+        let started = Instant::now();
+        let (database, redis) = tokio::join!(check_database(state), check_redis(state));
+        let checked = Checked {
+            started,
+            finished: Instant::now(),
+            database,
+            redis,
+        };
+        *last = Some(checked);
+        checked
+    }
+}
 
 /// The whole API's document, generated from every route group's declarations by
 /// `cargo run -p local --bin openapi` (this function cannot import the other groups).
@@ -59,7 +108,11 @@ pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
 }
 
 pub fn router(state: Platform) -> Router {
-    api().split_for_parts().0.with_state(state)
+    api()
+        .split_for_parts()
+        .0
+        .layer(Extension(Arc::new(Probe::default())))
+        .with_state(state)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -104,7 +157,8 @@ enum CheckResult {
 /// Liveness and dependency health
 ///
 /// Checks Postgres and Redis in parallel, each under its own short timeout, so a hung
-/// dependency makes the answer a fast 503, never a slow one. Not rate limited.
+/// dependency makes the answer a fast 503, never a slow one. Concurrent requests share one
+/// check, and a check's result answers for at most 1 s after it started. Not rate limited.
 #[utoipa::path(
     get,
     path = "/health",
@@ -115,8 +169,13 @@ enum CheckResult {
         (status = 503, description = "At least one dependency failed or did not answer within its own short timeout (about 1 s). The body has the same shape, with `status` `degraded`.", body = Health),
     )
 )]
-async fn health(State(state): State<Platform>) -> Response {
-    let (database, redis) = tokio::join!(check_database(&state), check_redis(&state));
+async fn health(
+    State(state): State<Platform>,
+    Extension(probe): Extension<Arc<Probe>>,
+) -> Response {
+    let Checked {
+        database, redis, ..
+    } = probe.check(&state).await;
     let healthy = database && redis;
     let body = Health {
         status: if healthy { "ok" } else { "degraded" },
