@@ -1,5 +1,5 @@
-//! The project's migrations, embedded at build time: the migrate function applies them, and the
-//! backup function and the `db` tool compare a database against them. One copy for all three.
+//! The project's migrations, embedded at build time for the migrate function, which applies
+//! them on Lambda (the `db` tool reads the same files from `migrations/`).
 
 use migrator::Migrator;
 
