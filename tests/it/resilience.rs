@@ -526,3 +526,38 @@ async fn a_request_waiting_too_long_for_a_hashing_slot_is_a_503_with_retry_after
         "six hashes at once with one slot and no wait: some must be refused"
     );
 }
+
+/// The runtime every binary runs on bounds its blocking pool: a flood of blocking work (slow
+/// DNS, a slow disk) waits in line instead of starting hundreds of threads.
+#[test]
+fn the_blocking_pool_runs_at_most_its_maximum_at_once() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let max = platform::work::MAX_BLOCKING_THREADS;
+    let runtime = platform::work::runtime().expect("runtime");
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..2 * max)
+            .map(|_| {
+                let (running, peak) = (running.clone(), peak.clone());
+                tokio::task::spawn_blocking(move || {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(200));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("blocking task");
+        }
+    });
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        max,
+        "the pool filled up to its bound and never passed it"
+    );
+}

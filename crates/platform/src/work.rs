@@ -95,3 +95,18 @@ impl Slots {
         .map_err(|e| anyhow::anyhow!("the blocking task failed: {e}"))
     }
 }
+
+/// Most threads the runtime's blocking pool may start (tokio's default is 512). Password hashes
+/// hold at most [`Slots`]' limit of them (the cores); the rest serve DNS lookups and file I/O,
+/// which a slow resolver or disk could otherwise turn into hundreds of threads, each with its
+/// stack. Past this, blocking work waits in tokio's queue instead.
+pub const MAX_BLOCKING_THREADS: usize = 64;
+
+/// The multi-threaded runtime every binary runs on: tokio's defaults, with the blocking pool
+/// bounded by [`MAX_BLOCKING_THREADS`]. (`#[tokio::main]` cannot set that bound.)
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()
+}

@@ -3,19 +3,20 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    platform::install_crypto_provider();
-    let (config, _) = platform::secrets::load_from_env().await?;
-    platform::telemetry::init(&config.log_level);
-    let tasks = backup::Tasks::new(config).await;
-    let tasks = &tasks;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let task: backup::Task = serde_json::from_value(event.payload)?;
-        tasks.run(task).await.map_err(|err| {
-            tracing::error!(error = format!("{err:#}"), ?task, "task failed");
-            Error::from(format!("{err:#}"))
-        })
-    }))
-    .await
+fn main() -> Result<(), Error> {
+    platform::work::runtime()?.block_on(async {
+        platform::install_crypto_provider();
+        let (config, _) = platform::secrets::load_from_env().await?;
+        platform::telemetry::init(&config.log_level);
+        let tasks = backup::Tasks::new(config).await;
+        let tasks = &tasks;
+        lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+            let task: backup::Task = serde_json::from_value(event.payload)?;
+            tasks.run(task).await.map_err(|err| {
+                tracing::error!(error = format!("{err:#}"), ?task, "task failed");
+                Error::from(format!("{err:#}"))
+            })
+        }))
+        .await
+    })
 }

@@ -13,9 +13,11 @@ use platform::{
     db::{self, PoolSettings},
 };
 
-#[tokio::main]
-async fn main() {
-    if let Err(err) = run().await {
+fn main() {
+    let result = platform::work::runtime()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run()));
+    if let Err(err) = result {
         eprintln!("local: {err:#}");
         std::process::exit(1);
     }
