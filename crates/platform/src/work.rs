@@ -4,6 +4,14 @@
 //! Each argon2id hash holds a 19 MiB block for its whole run. Unbounded, 48 concurrent sign-ups
 //! on 2 cores run 48 hashes at once, each slower, and the process's memory grows by a gigabyte;
 //! bounded to the cores, the same burst takes as long in all and holds a few blocks.
+//!
+//! The work runs on threads of its own, as many as slots, never on tokio's blocking pool. glibc
+//! gives each thread that allocates a malloc arena, and an arena keeps a freed 19 MiB block for
+//! the next allocation instead of returning it: spread over the blocking pool's changing threads,
+//! a burst of sign-ups left about 860 MiB resident for good (docs/BENCHMARKS.md, "Memory").
+//! On a fixed few threads the blocks are reused, so the memory stays at about one block per
+//! slot, and no hash pays for fresh pages (returning each block to the system instead, with a
+//! fixed mmap threshold, cost a third of the throughput).
 
 use std::{
     sync::{
@@ -27,9 +35,10 @@ pub struct Slots {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     semaphore: Arc<Semaphore>,
+    /// One thread per slot.
+    threads: rayon_core::ThreadPool,
     limit: usize,
     wait: Duration,
     running: AtomicUsize,
@@ -39,9 +48,15 @@ struct Inner {
 impl Slots {
     pub fn new(limit: usize, wait: Duration) -> Self {
         let limit = limit.max(1);
+        let threads = rayon_core::ThreadPoolBuilder::new()
+            .num_threads(limit)
+            .thread_name(|i| format!("work-{i}"))
+            .build()
+            .expect("starting the work threads");
         Self {
             inner: Arc::new(Inner {
                 semaphore: Arc::new(Semaphore::new(limit)),
+                threads,
                 limit,
                 wait,
                 running: AtomicUsize::new(0),
@@ -67,9 +82,9 @@ impl Slots {
         self.inner.peak.load(Ordering::Relaxed)
     }
 
-    /// Runs `work` on the blocking pool once a slot is free, or gives up after the wait. The
-    /// slot is held by the work itself, so a caller that goes away (a client that hangs up)
-    /// frees it only when the work is done.
+    /// Runs `work` on one of the slots' threads once a slot is free, or gives up after the
+    /// wait. The slot is held by the work itself, so a caller that goes away (a client that
+    /// hangs up) frees it only when the work is done.
     pub async fn run_blocking<T, F>(&self, work: F) -> anyhow::Result<T>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -83,23 +98,37 @@ impl Slots {
             })?
             .map_err(|_| anyhow::anyhow!("the work slots are closed"))?;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.inner.threads.spawn(move || {
             let running = inner.running.fetch_add(1, Ordering::SeqCst) + 1;
             inner.peak.fetch_max(running, Ordering::SeqCst);
-            let out = work();
+            // A panic must not take the thread pool (and by default the process) down with it.
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
             inner.running.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
-            out
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("the blocking task failed: {e}"))
+            let _ = done.send(out);
+        });
+        match result.await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(_)) => Err(anyhow::anyhow!("the work panicked")),
+            Err(_) => Err(anyhow::anyhow!("the work thread went away")),
+        }
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slots")
+            .field("limit", &self.limit)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
     }
 }
 
 /// Most threads the runtime's blocking pool may start (tokio's default is 512). Password hashes
-/// hold at most [`Slots`]' limit of them (the cores); the rest serve DNS lookups and file I/O,
-/// which a slow resolver or disk could otherwise turn into hundreds of threads, each with its
-/// stack. Past this, blocking work waits in tokio's queue instead.
+/// run on [`Slots`]' own threads; the pool serves DNS lookups and file I/O, which a slow
+/// resolver or disk could otherwise turn into hundreds of threads, each with its stack. Past
+/// this, blocking work waits in tokio's queue instead.
 pub const MAX_BLOCKING_THREADS: usize = 64;
 
 /// The multi-threaded runtime every binary runs on: tokio's defaults, with the blocking pool
