@@ -1,7 +1,7 @@
 //! Passwords: the policy (length, strength) and argon2id hashing with OWASP's parameters.
 //!
-//! Hashing costs ~20 ms of CPU and 19 MiB of memory, so it runs on the blocking pool, never on
-//! the async executor.
+//! Hashing costs ~20 ms of CPU and 19 MiB of memory, so it runs on the hashing slots' own
+//! threads ([`Slots`]), never on the async executor.
 
 use std::sync::LazyLock;
 
@@ -71,7 +71,7 @@ impl Password {
     }
 }
 
-/// Hashes on the blocking pool, in one of `slots` (a busy error when none frees up in time);
+/// Hashes in one of `slots`, on its thread (a busy error when none frees up in time);
 /// returns the PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
 pub async fn hash(slots: &Slots, password: &str) -> anyhow::Result<String> {
     let password = SecretString::from(password.to_owned());
@@ -86,7 +86,7 @@ pub async fn hash(slots: &Slots, password: &str) -> anyhow::Result<String> {
         .context("hashing a password")?
 }
 
-/// Verifies on the blocking pool, in one of `slots`. A malformed stored hash counts as a
+/// Verifies in one of `slots`, on its thread. A malformed stored hash counts as a
 /// mismatch.
 pub async fn verify(slots: &Slots, password: &str, phc: &str) -> anyhow::Result<bool> {
     let password = SecretString::from(password.to_owned());
