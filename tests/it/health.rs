@@ -58,17 +58,8 @@ async fn health_answers_503_quickly_when_redis_is_unreachable() {
 #[tokio::test]
 async fn health_answers_503_within_its_timeout_when_postgres_hangs() {
     // A listener that accepts connections and never speaks: a hung database.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let _hold = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            open.push(socket);
-        }
-    });
-    let url = format!("postgres://postgres@127.0.0.1:{port}/none");
+    let addr = crate::support::hung_listener().await;
+    let url = format!("postgres://postgres@{addr}/none");
     let app = TestApp::spawn_with(Settings::default().set("DATABASE_URL", &url)).await;
     let started = Instant::now();
     let res = app.get("/health").await;
@@ -207,16 +198,7 @@ async fn concurrent_health_probes_share_one_check_and_reuse_it_for_at_most_a_sec
 /// their own in turn.
 #[tokio::test]
 async fn probes_queued_behind_a_slow_check_share_its_result() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let addr = crate::support::hung_listener().await;
     let app = TestApp::spawn_with(
         Settings::default().set("DATABASE_URL", &format!("postgres://postgres@{addr}/none")),
     )

@@ -404,16 +404,7 @@ async fn a_readonly_answer_makes_the_client_reconnect() {
 async fn a_redis_that_accepts_and_never_answers_costs_each_request_a_bounded_delay() {
     // Not a refused connection: a hung Redis (a frozen node, a black-holed security group)
     // accepts the connection and never answers a command.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let addr = crate::support::hung_listener().await;
     let app = TestApp::spawn_with(
         Settings::default()
             .set("REDIS_URL", &format!("redis://{addr}"))

@@ -21,6 +21,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context;
 use tokio::sync::Semaphore;
 
 /// No slot was free within the wait: the caller should answer 503 with `Retry-After`.
@@ -37,8 +38,9 @@ pub struct Slots {
 
 struct Inner {
     semaphore: Arc<Semaphore>,
-    /// One thread per slot.
-    threads: rayon_core::ThreadPool,
+    /// One thread per slot, started by the first piece of work: a function that never hashes
+    /// (health, uploads) never starts them, and a cold start does not wait for them.
+    threads: std::sync::OnceLock<rayon_core::ThreadPool>,
     limit: usize,
     wait: Duration,
     running: AtomicUsize,
@@ -48,15 +50,10 @@ struct Inner {
 impl Slots {
     pub fn new(limit: usize, wait: Duration) -> Self {
         let limit = limit.max(1);
-        let threads = rayon_core::ThreadPoolBuilder::new()
-            .num_threads(limit)
-            .thread_name(|i| format!("work-{i}"))
-            .build()
-            .expect("starting the work threads");
         Self {
             inner: Arc::new(Inner {
                 semaphore: Arc::new(Semaphore::new(limit)),
-                threads,
+                threads: std::sync::OnceLock::new(),
                 limit,
                 wait,
                 running: AtomicUsize::new(0),
@@ -98,8 +95,19 @@ impl Slots {
             })?
             .map_err(|_| anyhow::anyhow!("the work slots are closed"))?;
         let inner = self.inner.clone();
+        let threads = match self.inner.threads.get() {
+            Some(threads) => threads,
+            None => {
+                let started = rayon_core::ThreadPoolBuilder::new()
+                    .num_threads(self.inner.limit)
+                    .thread_name(|i| format!("work-{i}"))
+                    .build()
+                    .context("starting the work threads")?;
+                self.inner.threads.get_or_init(|| started)
+            }
+        };
         let (done, result) = tokio::sync::oneshot::channel();
-        self.inner.threads.spawn(move || {
+        threads.spawn(move || {
             let running = inner.running.fetch_add(1, Ordering::SeqCst) + 1;
             inner.peak.fetch_max(running, Ordering::SeqCst);
             // A panic must not take the thread pool (and by default the process) down with it.

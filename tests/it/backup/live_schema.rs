@@ -299,3 +299,29 @@ async fn objects_in_other_schemas_are_named_in_the_manifest() {
     let (_, manifest) = fx.backup().await;
     assert_eq!(manifest.uncovered_schemas, vec!["reporting".to_owned()]);
 }
+
+/// A function body with a line the restore would take for its own (`COMMIT;` alone on a line)
+/// fails the backup before anything is written, instead of writing a dump that will not load.
+#[tokio::test]
+async fn a_definition_with_a_line_the_restore_would_misread_fails_the_backup() {
+    let fx = Fixture::new().await;
+    fx.client()
+        .await
+        .batch_execute("CREATE PROCEDURE tidy() LANGUAGE plpgsql AS $$\nBEGIN\nCOMMIT;\nEND\n$$;")
+        .await
+        .expect("creating it");
+    let key = pgbackup::dump_key(chrono::Utc::now());
+    let mut conn = super::backup_connection(&fx.db).await;
+    let err = pgbackup::backup(&mut conn, &fx.destination(&key))
+        .await
+        .expect_err("the backup fails");
+    assert!(
+        format!("{err:#}").contains("\"COMMIT;\", which a restore would misread"),
+        "{err:#}"
+    );
+    assert_eq!(
+        fx.keys().await,
+        Vec::<String>::new(),
+        "no dump, no manifest"
+    );
+}

@@ -26,6 +26,22 @@ pub use database::TestDatabase;
 
 pub const REDIS_URL_DEFAULT: &str = "redis://127.0.0.1:6379";
 
+/// A server that accepts connections and never answers a byte: a hung dependency (a frozen
+/// node, a black-holed route), as opposed to one that refuses connections.
+pub async fn hung_listener() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| REDIS_URL_DEFAULT.into())
 }
