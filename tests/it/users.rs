@@ -487,3 +487,143 @@ async fn deleting_the_account_removes_everything_and_login_then_fails() {
         200
     );
 }
+
+/// Every command Redis receives while it runs, as `MONITOR` prints it: a command a client sent
+/// reads `[0 127.0.0.1:port] "CMD" ...`, one a script ran reads `[0 lua] "CMD" ...`.
+struct RedisMonitor {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RedisMonitor {
+    async fn start() -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let addr = crate::support::redis_url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut socket = tokio::net::TcpStream::connect(addr).await.expect("redis");
+        socket.write_all(b"MONITOR\r\n").await.expect("MONITOR");
+        let mut reader = tokio::io::BufReader::new(socket);
+        let mut ok = String::new();
+        reader.read_line(&mut ok).await.expect("MONITOR answers");
+        assert_eq!(ok.trim(), "+OK");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let lines = lines.clone();
+            async move {
+                let mut line = String::new();
+                while reader.read_line(&mut line).await.is_ok_and(|n| n > 0) {
+                    lines.lock().expect("lines").push(std::mem::take(&mut line));
+                }
+            }
+        });
+        Self { lines, task }
+    }
+
+    /// The lines so far that name a key with `prefix`.
+    async fn lines_naming(&self, prefix: &str) -> Vec<String> {
+        // MONITOR is asynchronous: give the last commands time to arrive.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        self.task.abort();
+        let lines = self.lines.lock().expect("lines");
+        lines
+            .iter()
+            .filter(|l| l.contains(prefix))
+            .cloned()
+            .collect()
+    }
+}
+
+/// When the app's connections to its database last changed state: it moves whenever the app
+/// runs a statement there.
+async fn last_statement_at(app: &TestApp) -> Option<chrono::DateTime<chrono::Utc>> {
+    let admin = crate::support::database::admin_connection().await;
+    admin
+        .query_one(
+            "SELECT max(state_change) FROM pg_stat_activity WHERE datname = $1",
+            &[&app.db.name],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_cached_profile_read_costs_one_redis_round_trip_and_no_postgres_statement() {
+    let app = TestApp::spawn().await;
+    let ana = app.register("ana@example.com").await;
+    // The first reads cache the token generation and the profile.
+    for _ in 0..2 {
+        let res = app
+            .get_with_token("/api/v1/users/me", &ana.access_token)
+            .await;
+        assert_eq!(res.status, 200);
+    }
+    let prefix = app.state.config.redis_key_prefix.clone();
+    let monitor = RedisMonitor::start().await;
+    let before = last_statement_at(&app).await;
+
+    let res = app
+        .get_with_token("/api/v1/users/me", &ana.access_token)
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.json()["email"], "ana@example.com");
+    assert!(res.header("ratelimit").is_some(), "the limiter counted it");
+
+    let lines = monitor.lines_naming(&prefix).await;
+    let sent: Vec<&String> = lines.iter().filter(|l| !l.contains(" lua]")).collect();
+    assert_eq!(sent.len(), 1, "one command sent to Redis: {lines:#?}");
+    assert!(sent[0].contains("\"EVALSHA\""), "{lines:#?}");
+    let id = &ana.id;
+    for read in [
+        "\"GET\"",
+        &format!("gen:{id}"),
+        &format!("user:{id}"),
+        "deny:",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(" lua]") && l.contains(read)),
+            "the script read {read}: {lines:#?}"
+        );
+    }
+    assert_eq!(
+        last_statement_at(&app).await,
+        before,
+        "no statement reached Postgres"
+    );
+}
+
+#[tokio::test]
+async fn a_token_naming_someone_else_reads_nothing_of_theirs() {
+    // The limiter reads ahead for the subject a token claims before the token is verified; a
+    // forged token naming another user must still get nothing but 401.
+    let app = TestApp::spawn().await;
+    let ana = app.register("ana@example.com").await;
+    let bob = app.register("bob@example.com").await;
+    let res = app
+        .get_with_token("/api/v1/users/me", &bob.access_token)
+        .await;
+    assert_eq!(res.status, 200, "bob's profile is cached");
+    let [header, _, signature] = ana
+        .access_token
+        .splitn(3, '.')
+        .collect::<Vec<_>>()
+        .try_into()
+        .expect("a JWT");
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value = serde_json::from_slice(
+        &engine
+            .decode(ana.access_token.split('.').nth(1).expect("payload"))
+            .expect("base64"),
+    )
+    .expect("claims");
+    claims["sub"] = Value::String(bob.id.clone());
+    let forged = format!("{header}.{}.{signature}", engine.encode(claims.to_string()));
+    let res = app.get_with_token("/api/v1/users/me", &forged).await;
+    assert_eq!(res.status, 401);
+    assert!(!res.text().contains("bob@example.com"), "{}", res.text());
+}

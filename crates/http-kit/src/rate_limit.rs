@@ -1,7 +1,9 @@
 //! The per-IP rate limit, shared by every Lambda instance through Redis.
 //!
 //! A fixed window counted by the cache's one-script counter (`Cache::hit`):
-//! one round trip, atomic, so it is exact however many processes count at once. Headers
+//! one round trip, atomic, so it is exact however many processes count at once. The same round
+//! trip reads what the caller's bearer token will need (its revocation state and profile, see
+//! `platform::cache::ReadAhead`), which it leaves in the request's extensions. Headers
 //! follow the IETF RateLimit fields draft. When Redis is unavailable the request goes through,
 //! with a warning in the log and a `RateLimiterBypassed` metric: an outage of the limiter must
 //! not become an outage of the API.
@@ -35,9 +37,22 @@ pub async fn limit(State(state): State<Platform>, mut req: Request, next: Next) 
         return next.run(req).await;
     }
     let key = state.cache.key(&format!("rl:{network}"));
+    let also_read = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|authorization| state.cache.read_ahead_keys(authorization))
+        .unwrap_or_default();
     // The cache's fixed-window counter (`Cache::hit`): one atomic round trip.
-    let hit = match state.cache.hit(&key, config.rate_limit_window).await {
-        Ok(hit) => hit,
+    let hit = match state
+        .cache
+        .hit(&key, config.rate_limit_window, also_read)
+        .await
+    {
+        Ok((hit, read_ahead)) => {
+            req.extensions_mut().insert(read_ahead);
+            hit
+        }
         Err(err) => {
             tracing::warn!(error = %err, "rate limiter unavailable: request let through");
             platform::metrics::count("RateLimiterBypassed");

@@ -26,7 +26,14 @@ pub struct Cache {
     /// Until when (ms since the epoch) calls skip Redis after one timed out or lost its
     /// connection: see [`Cache::run`].
     paused_until: Arc<AtomicU64>,
+    /// Which keys a request's `Authorization` header lets the limiter read ahead.
+    read_ahead: Arc<std::sync::OnceLock<Box<ReadAheadKeys>>>,
 }
+
+/// Given the cache (for its key prefix) and a request's `Authorization` header, the keys the
+/// request is going to read: installed by the route groups that authenticate callers
+/// ([`Cache::install_read_ahead`]).
+pub type ReadAheadKeys = dyn Fn(&Cache, &str) -> Vec<String> + Send + Sync;
 
 /// How long calls skip Redis after a call timed out or failed to connect.
 pub const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
@@ -46,7 +53,9 @@ impl std::fmt::Debug for Cache {
 }
 
 /// A fixed window counted by one Lua script (INCR, set the expiry on the first hit, read the
-/// TTL): one round trip, atomic, so it is exact however many processes count at once.
+/// TTL): one round trip, atomic, so it is exact however many processes count at once. The same
+/// script reads the keys `KEYS[2..]` ([`ReadAhead`]), so that a request's other reads share
+/// the limiter's round trip.
 static HIT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
@@ -57,7 +66,11 @@ static HIT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
             redis.call('PEXPIRE', KEYS[1], ARGV[1])
             ttl = tonumber(ARGV[1])
         end
-        return {count, ttl}
+        local read = {}
+        for i = 2, #KEYS do
+            read[i - 1] = redis.call('GET', KEYS[i])
+        end
+        return {count, ttl, read}
         ",
     )
 });
@@ -67,6 +80,24 @@ static HIT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
 pub struct Hit {
     pub count: u64,
     pub reset: Duration,
+}
+
+/// Values read in the rate limiter's round trip (see [`Cache::hit`]), for the request's later
+/// steps: each key (prefixed) with its value as it was at the hit, `None` when missing.
+#[derive(Debug, Clone, Default)]
+pub struct ReadAhead {
+    values: Vec<(String, Option<String>)>,
+}
+
+impl ReadAhead {
+    /// `Some(value)` when `key` was read ahead (the value itself `None` if the key was
+    /// missing); `None` when it was not, and the caller must ask Redis itself.
+    pub fn get(&self, key: &str) -> Option<Option<&str>> {
+        self.values
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_deref())
+    }
 }
 
 impl Cache {
@@ -81,7 +112,26 @@ impl Cache {
             client,
             prefix: prefix.into(),
             paused_until: Arc::new(AtomicU64::new(0)),
+            read_ahead: Arc::default(),
         })
+    }
+
+    /// Sets which keys the rate limiter reads ahead for a request with an `Authorization`
+    /// header (see [`ReadAhead`]). The first installation wins: every route group that installs
+    /// one installs the same.
+    pub fn install_read_ahead(
+        &self,
+        keys: impl Fn(&Cache, &str) -> Vec<String> + Send + Sync + 'static,
+    ) {
+        let _ = self.read_ahead.set(Box::new(keys));
+    }
+
+    /// The keys to read ahead for a request whose `Authorization` header is `authorization`.
+    pub fn read_ahead_keys(&self, authorization: &str) -> Vec<String> {
+        self.read_ahead
+            .get()
+            .map(|keys| keys(self, authorization))
+            .unwrap_or_default()
     }
 
     /// The full key for `name`, with this app's prefix.
@@ -89,18 +139,29 @@ impl Cache {
         format!("{}{name}", self.prefix)
     }
 
-    /// Counts one hit on `key` (already prefixed) in a window of `window` (see [`Hit`]).
-    pub async fn hit(&self, key: &str, window: Duration) -> redis::RedisResult<Hit> {
+    /// Counts one hit on `key` (already prefixed) in a window of `window` (see [`Hit`]), and
+    /// reads `also_read` (prefixed keys) in the same script: one round trip for both.
+    pub async fn hit(
+        &self,
+        key: &str,
+        window: Duration,
+        also_read: Vec<String>,
+    ) -> redis::RedisResult<(Hit, ReadAhead)> {
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-        let (count, ttl_ms): (u64, i64) = self
-            .run(
-                |mut conn| async move { HIT.key(key).arg(window_ms).invoke_async(&mut conn).await },
-            )
+        let mut invocation = HIT.key(key);
+        invocation.arg(window_ms);
+        for read in &also_read {
+            invocation.key(read);
+        }
+        let (count, ttl_ms, read): (u64, i64, Vec<Option<String>>) = self
+            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
             .await?;
-        Ok(Hit {
+        let hit = Hit {
             count,
             reset: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)),
-        })
+        };
+        let values = also_read.into_iter().zip(read).collect();
+        Ok((hit, ReadAhead { values }))
     }
 
     /// A handle to the shared multiplexed connection; cheap to clone. Private: every call goes

@@ -172,9 +172,10 @@ async fn login(
         users::find_by_email(&**conn, &email).await?
     };
     // An unknown email still pays for one verification, so both failures take the same time.
-    let stored = user
-        .as_ref()
-        .map_or(password::DUMMY_HASH.as_str(), |u| u.password_hash.as_str());
+    let stored = match &user {
+        Some(u) => u.password_hash.as_str(),
+        None => password::dummy_hash(&state.hashing).await?,
+    };
     let password_ok = body.password.len() <= LOGIN_PASSWORD_MAX_BYTES
         && password::verify(&state.hashing, &body.password, stored).await?;
     // The account when there is one; never the address that was typed.

@@ -14,6 +14,7 @@ pub struct AuthState {
 
 impl AuthState {
     pub async fn new(platform: Platform) -> anyhow::Result<Self> {
+        api::extract::read_ahead(&platform);
         Ok(Self {
             tokens: Arc::new(TokenKeys::from_config(&platform.config)?),
             platform,

@@ -69,7 +69,7 @@ pub fn router(state: UsersState) -> Router {
     )
 )]
 async fn me(State(state): State<UsersState>, caller: AuthUser) -> Result<JsonBody<User>, ApiError> {
-    users::cached_profile(&state, caller.id)
+    users::cached_profile(&state, caller.id, caller.read_ahead.as_ref())
         .await?
         .map(JsonBody)
         .ok_or(ApiError::NotFound)
@@ -354,7 +354,7 @@ async fn show(
     State(state): State<UsersState>,
     access: SelfOrAdmin,
 ) -> Result<JsonBody<User>, ApiError> {
-    users::cached_profile(&state, access.target)
+    users::cached_profile(&state, access.target, None)
         .await?
         .map(JsonBody)
         .ok_or(ApiError::NotFound)

@@ -17,6 +17,7 @@ pub struct UsersState {
 
 impl UsersState {
     pub async fn new(platform: Platform) -> anyhow::Result<Self> {
+        api::extract::read_ahead(&platform);
         Ok(Self {
             tokens: Arc::new(TokenKeys::from_config(&platform.config)?),
             s3: storage::s3_client(&platform.config).await,

@@ -76,13 +76,13 @@ pub async fn begin(cache: &Cache, email: &str, network: &str) -> Result<Attempt,
             });
         }
     };
-    match cache.hit(&counter, WINDOW).await {
-        Ok(hit) if hit.count <= MAX_FAILURES => Ok(Attempt {
+    match cache.hit(&counter, WINDOW, Vec::new()).await {
+        Ok((hit, _)) if hit.count <= MAX_FAILURES => Ok(Attempt {
             counter,
             known,
             network,
         }),
-        Ok(hit) => Err(Locked {
+        Ok((hit, _)) => Err(Locked {
             retry_after: hit.reset,
         }),
         Err(err) => {

@@ -9,7 +9,10 @@ use tokio_postgres::{GenericClient, Row, types::Type};
 use uuid::Uuid;
 
 pub use crate::Position;
-use platform::Platform;
+use platform::{
+    Platform,
+    cache::{Cache, ReadAhead},
+};
 
 pub mod email;
 pub mod guessing;
@@ -129,21 +132,38 @@ impl User {
 pub const PROFILE_CACHE_SECS: u64 = 60;
 
 fn profile_key(state: &Platform, id: Uuid) -> String {
-    state.cache.key(&format!("user:{id}"))
+    profile_cache_key(&state.cache, id)
 }
 
-/// A user's profile, read through the Redis cache. Any cache error falls through to Postgres
-/// (the primary, so that a user always sees their own writes) and never fails the request.
-pub async fn cached_profile(state: &Platform, id: Uuid) -> anyhow::Result<Option<User>> {
+/// The key of a user's cached profile, also for the limiter to read ahead
+/// (`platform::cache::ReadAhead`).
+pub fn profile_cache_key(cache: &Cache, id: Uuid) -> String {
+    cache.key(&format!("user:{id}"))
+}
+
+/// A user's profile, read through the Redis cache (or taken from `read_ahead`, what the rate
+/// limiter read in its round trip, when it holds the key). Any cache error falls through to
+/// Postgres (the primary, so that a user always sees their own writes) and never fails the
+/// request.
+pub async fn cached_profile(
+    state: &Platform,
+    id: Uuid,
+    read_ahead: Option<&ReadAhead>,
+) -> anyhow::Result<Option<User>> {
     use redis::AsyncCommands;
     let key = profile_key(state, id);
-    let read = state
-        .cache
-        .run(|mut conn| {
-            let key = &key;
-            async move { conn.get::<_, Option<String>>(key).await }
-        })
-        .await;
+    let read = match read_ahead.and_then(|read| read.get(&key)) {
+        Some(value) => Ok(value.map(str::to_owned)),
+        None => {
+            state
+                .cache
+                .run(|mut conn| {
+                    let key = &key;
+                    async move { conn.get::<_, Option<String>>(key).await }
+                })
+                .await
+        }
+    };
     match read {
         Ok(Some(json)) => match serde_json::from_str(&json) {
             Ok(user) => return Ok(Some(user)),

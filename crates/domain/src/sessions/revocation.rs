@@ -20,7 +20,10 @@ use tokio_postgres::{GenericClient, types::Type};
 use uuid::Uuid;
 
 use super::tokens::Claims;
-use platform::Platform as AppState;
+use platform::{
+    Platform as AppState,
+    cache::{Cache, ReadAhead},
+};
 
 const GENERATION_CACHE_SECS: u64 = 60;
 /// The cached generation of a deleted user: higher than any token's.
@@ -47,11 +50,28 @@ static CACHE_GENERATION: LazyLock<redis::Script> = LazyLock::new(|| {
 });
 
 fn deny_key(state: &AppState, jti: Uuid) -> String {
-    state.cache.key(&format!("deny:{jti}"))
+    deny_cache_key(&state.cache, jti)
 }
 
 fn generation_key(state: &AppState, user_id: Uuid) -> String {
-    state.cache.key(&format!("gen:{user_id}"))
+    generation_cache_key(&state.cache, user_id)
+}
+
+fn deny_cache_key(cache: &Cache, jti: Uuid) -> String {
+    cache.key(&format!("deny:{jti}"))
+}
+
+fn generation_cache_key(cache: &Cache, user_id: Uuid) -> String {
+    cache.key(&format!("gen:{user_id}"))
+}
+
+/// What [`ensure_not_revoked`] reads for a token of `user_id` with `jti`, for the limiter to
+/// read ahead (`platform::cache::ReadAhead`).
+pub fn read_ahead_keys(cache: &Cache, user_id: Uuid, jti: Uuid) -> [String; 2] {
+    [
+        deny_cache_key(cache, jti),
+        generation_cache_key(cache, user_id),
+    ]
 }
 
 /// Seconds a deny entry must live for a token that expires at `exp` (Unix time).
@@ -158,23 +178,42 @@ pub enum Refusal {
     Unavailable(#[from] anyhow::Error),
 }
 
-/// Refuses a token that was logged out or issued before the user's current generation.
-pub async fn ensure_not_revoked(state: &AppState, claims: &Claims) -> Result<(), Refusal> {
+/// Refuses a token that was logged out or issued before the user's current generation. With
+/// `read_ahead` (what the rate limiter read in its round trip) holding both keys, Redis is not
+/// asked again.
+pub async fn ensure_not_revoked(
+    state: &AppState,
+    claims: &Claims,
+    read_ahead: Option<&ReadAhead>,
+) -> Result<(), Refusal> {
     let revoked = || Refusal::Revoked;
     let (deny, generation) = (
         deny_key(state, claims.jti),
         generation_key(state, claims.sub),
     );
-    let cached: redis::RedisResult<(bool, Option<i32>)> = state
-        .cache
-        .run(|mut conn| async move {
-            redis::pipe()
-                .exists(deny)
-                .get(generation)
-                .query_async(&mut conn)
+    let ahead = read_ahead.and_then(|read| {
+        let denied = read.get(&deny)?.is_some();
+        match read.get(&generation)? {
+            None => Some((denied, None)),
+            // An unreadable value is asked again, as the pipeline below would fail on it.
+            Some(value) => value.parse::<i32>().ok().map(|g| (denied, Some(g))),
+        }
+    });
+    let cached: redis::RedisResult<(bool, Option<i32>)> = match ahead {
+        Some(ahead) => Ok(ahead),
+        None => {
+            state
+                .cache
+                .run(|mut conn| async move {
+                    redis::pipe()
+                        .exists(deny)
+                        .get(generation)
+                        .query_async(&mut conn)
+                        .await
+                })
                 .await
-        })
-        .await;
+        }
+    };
     match cached {
         Ok((true, _)) => Err(revoked()),
         Ok((false, Some(DELETED))) => Err(Refusal::NoSuchUser),

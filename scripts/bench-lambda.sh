@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Each HTTP function's release binary under a local Lambda Runtime API (scripts/lambda-sim.py),
+# with real Postgres, Redis and moto: cold start (exec -> first /next, exec -> first response)
+# and warm invocations, and the process's memory after many invocations. A benchmark, not a
+# test: the figures go to docs/BENCHMARKS.md.
+#
+#   scripts/bench-lambda.sh            # 10 cold starts per case, 200 sequential logins
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-10} LOGINS=${LOGINS:-200}
+DB=postgres://postgres@127.0.0.1:5432/backend_bench_lambda
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+scripts/services.sh >/dev/null
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --bin auth --bin health --bin users --bin uploads --bin db
+psql -q "postgres://postgres@127.0.0.1:5432/postgres" -c "DROP DATABASE IF EXISTS backend_bench_lambda WITH (FORCE)"
+DATABASE_URL=$DB ./target/release/db create-database >/dev/null
+DATABASE_URL=$DB ./target/release/db up >/dev/null
+DATABASE_URL=$DB ./target/release/db seed >/dev/null
+
+# API Gateway events for /ready and /health, from the stored /health event.
+python3 - "$WORK" <<'PY'
+import json, sys
+work = sys.argv[1]
+event = json.load(open("tests/fixtures/events/health.json"))
+for path in ("/ready", "/health"):
+    e = json.loads(json.dumps(event))
+    e["rawPath"] = path
+    e["routeKey"] = "$default"
+    e["requestContext"]["http"]["path"] = path
+    json.dump(e, open(f"{work}/{path.strip('/')}.json", "w"))
+PY
+
+export APP_ENV=development LOG_LEVEL=warn RATE_LIMIT_MAX=100000000 DATABASE_URL=$DB
+sim() { python3 scripts/lambda-sim.py "$@"; }
+median() { # field, from the JSON lines on stdin
+  python3 -c "import json,statistics,sys; v=[json.loads(l)['$1'] for l in sys.stdin if l.strip()]; print(round(statistics.median(v), 2))"
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); $(date -u +%FT%TZ)"
+echo "| function | event | exec -> first /next (ms) | exec -> first response (ms) | first invocation (ms) | warm invocation (ms) | RSS after (MiB) |"
+echo "|---|---|---:|---:|---:|---:|---:|"
+for case in "health ready" "health health" "users ready" "uploads ready" "auth ready"; do
+  set -- $case
+  : >"$WORK/runs"
+  for _ in $(seq "$RUNS"); do
+    sim --event "$WORK/$2.json" --count 20 -- "./target/release/$1" >>"$WORK/runs"
+  done
+  echo "| $1 | /$2 | $(median exec_to_next_ms <"$WORK/runs") | $(median first_response_ms <"$WORK/runs") | $(median first_invocation_ms <"$WORK/runs") | $(median warm_median_ms <"$WORK/runs") | $(median rss_mib <"$WORK/runs") |"
+done
+
+echo
+echo "auth, $LOGINS sequential logins (seed user):"
+sim --event tests/fixtures/events/auth_login.json --count "$LOGINS" -- ./target/release/auth
