@@ -10,6 +10,29 @@ use crate::config::Config;
 
 pub use aws_sdk_s3::Client as S3;
 
+/// The S3 client, built by the first request that needs it: loading the SDK configuration is
+/// work a cold start would otherwise pay before its first answer, for routes (`/ready`, a
+/// profile read) that never touch S3.
+#[derive(Clone, Debug)]
+pub struct LazyS3 {
+    config: std::sync::Arc<Config>,
+    client: std::sync::Arc<tokio::sync::OnceCell<S3>>,
+}
+
+impl LazyS3 {
+    pub fn new(config: std::sync::Arc<Config>) -> Self {
+        Self {
+            config,
+            client: std::sync::Arc::default(),
+        }
+    }
+
+    /// The client, built on first use.
+    pub async fn client(&self) -> &S3 {
+        self.client.get_or_init(|| s3_client(&self.config)).await
+    }
+}
+
 pub async fn s3_client(config: &Config) -> S3 {
     let endpoint = config.aws_endpoint_url.as_deref();
     let shared = crate::aws::sdk_config(endpoint, None, Duration::from_secs(20)).await;

@@ -166,6 +166,8 @@ async fn create(
     // Presigning is local computation: no call to S3 happens here.
     let presigned = state
         .s3
+        .client()
+        .await
         .put_object()
         .bucket(&config.uploads_bucket)
         .key(&key)
@@ -229,6 +231,8 @@ async fn complete(
     }
     let head = state
         .s3
+        .client()
+        .await
         .head_object()
         .bucket(&state.config.uploads_bucket)
         .key(&upload.object_key)
@@ -322,6 +326,8 @@ async fn show(
         .map_err(|e| ApiError::Unexpected(e.into()))?;
     let presigned = state
         .s3
+        .client()
+        .await
         .get_object()
         .bucket(&state.config.uploads_bucket)
         .key(&upload.object_key)
@@ -362,6 +368,8 @@ async fn remove(
     if let Some(upload) = uploads::find_owned(&**conn, id, caller.id).await? {
         state
             .s3
+            .client()
+            .await
             .delete_object()
             .bucket(&state.config.uploads_bucket)
             .key(&upload.object_key)

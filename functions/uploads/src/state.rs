@@ -5,13 +5,14 @@ use std::{ops::Deref, sync::Arc};
 use axum::extract::FromRef;
 use domain::sessions::TokenKeys;
 use platform::Platform;
-use platform::storage::{self, S3};
+use platform::storage::LazyS3;
 
 #[derive(Clone, FromRef)]
 pub struct UploadsState {
     pub platform: Platform,
     pub tokens: Arc<TokenKeys>,
-    pub s3: S3,
+    /// Built by the first request that needs it.
+    pub s3: LazyS3,
 }
 
 impl UploadsState {
@@ -19,7 +20,7 @@ impl UploadsState {
         api::extract::read_ahead(&platform);
         Ok(Self {
             tokens: Arc::new(TokenKeys::from_config(&platform.config)?),
-            s3: storage::s3_client(&platform.config).await,
+            s3: LazyS3::new(platform.config.clone()),
             platform,
         })
     }

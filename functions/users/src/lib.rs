@@ -240,9 +240,13 @@ async fn delete_me(
     let current = current_user(&state, caller.id).await?;
     check_password(&state, &network, &body.current_password, &current).await?;
     // Files first: if S3 fails, the account stays whole and the user can try again.
-    files::delete_user_objects(&state.s3, &state.config.uploads_bucket, caller.id)
-        .await
-        .map_err(ApiError::Unavailable)?;
+    files::delete_user_objects(
+        state.s3.client().await,
+        &state.config.uploads_bucket,
+        caller.id,
+    )
+    .await
+    .map_err(ApiError::Unavailable)?;
     // One statement: the user's rows in every other table go with it (ON DELETE CASCADE).
     let conn = state.db.get().await?;
     users::delete(&**conn, caller.id).await?;
