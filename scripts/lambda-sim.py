@@ -118,8 +118,11 @@ def handler_for(sim):
             body = self.body()
             parts = self.path.split("/")
             if self.path == "/2020-01-01/extension/register":
-                self.reply(200, b"{}", {"Lambda-Extension-Identifier": str(uuid.uuid4()),
-                                        "Content-Type": "application/json"})
+                answer = {"functionName": "sim", "functionVersion": "$LATEST",
+                          "handler": "bootstrap"}
+                self.reply(200, json.dumps(answer).encode(),
+                           {"Lambda-Extension-Identifier": str(uuid.uuid4()),
+                            "Content-Type": "application/json"})
             elif len(parts) == 5 and parts[2] == "runtime" and parts[3] == "init":
                 print(f"init error: {body[:500]!r}", file=sys.stderr)
                 self.reply(202)
@@ -164,6 +167,8 @@ def main():
             events.append(f.read())
     sim = Sim(events, args.count)
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(sim))
+    # The function hangs up its long polls when it exits: nothing to report.
+    server.handle_error = lambda *_: None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = dict(os.environ)
@@ -173,8 +178,12 @@ def main():
     env.setdefault("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
     env.setdefault("AWS_REGION", "us-east-1")
     sim.started = time.perf_counter()
-    proc = subprocess.Popen(args.command, env=env, stdout=subprocess.DEVNULL)
-    finished = sim.done.wait(args.timeout * sim.total)
+    proc = subprocess.Popen(args.command, env=env, stdout=None if os.environ.get("SIM_SHOW_OUTPUT") else subprocess.DEVNULL)
+    deadline = time.monotonic() + args.timeout * sim.total
+    while not sim.done.wait(0.05):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            break
+    finished = sim.done.is_set()
     peak, rss, threads = proc_status(proc.pid) if proc.poll() is None else (0, 0, 0)
     sim.shutdown.set()
     try:
