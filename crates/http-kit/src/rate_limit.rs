@@ -3,7 +3,7 @@
 //! A fixed window counted by the cache's one-script counter (`Cache::hit`):
 //! one round trip, atomic, so it is exact however many processes count at once. Headers
 //! follow the IETF RateLimit fields draft. When Redis is unavailable the request goes through,
-//! with a warning in the log and a `RateLimiterBypassed` metric: an outage of the limiter must
+//! with a warning in the log and the request's `RateLimiterBypassed` metric at 1: an outage of the limiter must
 //! not become an outage of the API.
 
 use std::time::Duration;
@@ -40,7 +40,7 @@ pub async fn limit(State(state): State<Platform>, mut req: Request, next: Next) 
         Ok(hit) => hit,
         Err(err) => {
             tracing::warn!(error = %err, "rate limiter unavailable: request let through");
-            platform::metrics::count("RateLimiterBypassed");
+            platform::metrics::limiter_bypassed();
             return next.run(req).await;
         }
     };
@@ -48,6 +48,7 @@ pub async fn limit(State(state): State<Platform>, mut req: Request, next: Next) 
     let remaining = max.saturating_sub(hit.count);
     let reset = reset_secs(hit.reset);
     let mut res = if hit.count > max {
+        platform::metrics::rate_limited();
         ApiError::TooManyRequests {
             retry_after_secs: reset,
             detail: "Too many requests, try again later".into(),
