@@ -11,6 +11,7 @@ mod jwt;
 mod lambda_events;
 mod layers;
 mod logs;
+mod metrics;
 mod migrations;
 mod rate_limit;
 mod resilience;

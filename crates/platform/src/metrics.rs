@@ -297,9 +297,11 @@ impl RequestMetrics {
             let comma = if i == 0 { "" } else { "," };
             let _ = write!(out, r#"{comma}{{"Name":"{name}","Unit":"{unit}"}}"#);
         }
+        // `HttpStatus`, not `status`: the log groups' 5xx metric filters match the access log's
+        // `status` field, and must not count this line a second time.
         let _ = write!(
             out,
-            r#"]}}]}},"Function":{},"Route":{},"Method":{},"Status":{}"#,
+            r#"]}}]}},"Function":{},"Route":{},"Method":{},"HttpStatus":{}"#,
             FUNCTION_JSON.as_str(),
             json_string(outcome.route),
             json_string(outcome.method),
