@@ -1724,20 +1724,32 @@ fn each_threshold_of_the_spec_has_its_alarm_and_every_new_alarm_a_log_query() {
 
     let (_, db) = alarm_on(&alarms, "DbQueryTime");
     assert_eq!(threshold(db), 200.0, "database time above 200 ms");
-    assert_eq!(db["ComparisonOperator"].as_str(), Some("GreaterThanThreshold"));
+    assert_eq!(
+        db["ComparisonOperator"].as_str(),
+        Some("GreaterThanThreshold")
+    );
     for m in db["Metrics"].as_sequence().expect("metric math") {
         if m.get("MetricStat").is_some() {
-            assert_eq!(m["MetricStat"]["Metric"]["Namespace"].as_str(), Some("Backend"));
+            assert_eq!(
+                m["MetricStat"]["Metric"]["Namespace"].as_str(),
+                Some("Backend")
+            );
             assert_eq!(m["MetricStat"]["Stat"].as_str(), Some("p95"));
         }
     }
 
     let (_, uptime) = alarm_on(&alarms, "SuccessPercent");
     assert_eq!(threshold(uptime), 99.5, "uptime below 99.5 %");
-    assert_eq!(uptime["ComparisonOperator"].as_str(), Some("LessThanThreshold"));
+    assert_eq!(
+        uptime["ComparisonOperator"].as_str(),
+        Some("LessThanThreshold")
+    );
     let canary_id = ref_target(&uptime["Dimensions"][0]["Value"]).expect("the canary");
     let canary = &resources[canary_id]["Properties"];
-    assert_eq!(canary["Schedule"]["Expression"].as_str(), Some("rate(5 minutes)"));
+    assert_eq!(
+        canary["Schedule"]["Expression"].as_str(),
+        Some("rate(5 minutes)")
+    );
     let script = text(&canary["Code"]["Script"]);
     for step in ["'/health'", "'/api/v1/auth/login'"] {
         assert!(script.contains(step), "the canary calls {step}");
@@ -1764,7 +1776,10 @@ fn each_threshold_of_the_spec_has_its_alarm_and_every_new_alarm_a_log_query() {
             runbook.contains("Logs Insights") && runbook.contains("fields @timestamp"),
             "{id}'s runbook has a Logs Insights query"
         );
-        assert!(runbook.contains("Dashboard"), "{id}'s runbook names its dashboard widget");
+        assert!(
+            runbook.contains("Dashboard"),
+            "{id}'s runbook names its dashboard widget"
+        );
     }
 }
 
@@ -1785,7 +1800,10 @@ fn backup_and_drill_alarms_stay_quiet_before_the_first_run_and_catch_a_silence_o
                 Some("breaching"),
                 "{metric}: no data before the first run is not a failure"
             );
-            assert!(p["TreatMissingData"].as_str().is_some(), "{metric}: chosen, not defaulted");
+            assert!(
+                p["TreatMissingData"].as_str().is_some(),
+                "{metric}: chosen, not defaulted"
+            );
         }
         let silence = on
             .iter()
@@ -1794,7 +1812,9 @@ fn backup_and_drill_alarms_stay_quiet_before_the_first_run_and_catch_a_silence_o
         // A new alarm starts in INSUFFICIENT_DATA; reports ending puts it back there, which
         // must notify.
         assert!(
-            silence["InsufficientDataActions"].as_sequence().is_some_and(|a| !a.is_empty()),
+            silence["InsufficientDataActions"]
+                .as_sequence()
+                .is_some_and(|a| !a.is_empty()),
             "{metric}: a silence notifies"
         );
         let failure = on
@@ -1802,7 +1822,11 @@ fn backup_and_drill_alarms_stay_quiet_before_the_first_run_and_catch_a_silence_o
             .find(|p| p["TreatMissingData"].as_str() == Some("notBreaching"))
             .unwrap_or_else(|| panic!("{metric}: a failure alarm"));
         assert_eq!(failure["Statistic"].as_str(), Some("Minimum"));
-        assert_eq!(threshold(failure), 1.0, "{metric}: a 0 reported is a failure");
+        assert_eq!(
+            threshold(failure),
+            1.0,
+            "{metric}: a 0 reported is a failure"
+        );
     }
 }
 
@@ -1855,7 +1879,11 @@ fn the_dashboard_charts_every_request_metric_the_functions_write() {
     let template = template();
     let resources = resources(&template);
     let dashboards = of_type(&resources, "AWS::CloudWatch::Dashboard");
-    assert_eq!(dashboards.len(), 1, "one dashboard per stack, so per environment");
+    assert_eq!(
+        dashboards.len(),
+        1,
+        "one dashboard per stack, so per environment"
+    );
     let (_, dashboard) = dashboards.iter().next().expect("the dashboard");
     assert!(text(&dashboard["Properties"]["DashboardName"]).contains("${AWS::StackName}"));
     let body = dashboard_body(dashboard);
@@ -1901,7 +1929,9 @@ fn the_dashboard_charts_every_request_metric_the_functions_write() {
         .collect();
     let missing: Vec<&String> = written
         .iter()
-        .filter(|m| !charted.contains(*m) && !m.ends_with("/DbConnections") && !m.ends_with("/RedisCalls"))
+        .filter(|m| {
+            !charted.contains(*m) && !m.ends_with("/DbConnections") && !m.ends_with("/RedisCalls")
+        })
         .collect();
     assert!(missing.is_empty(), "not on the dashboard: {missing:?}");
     for other in [
@@ -1924,7 +1954,10 @@ fn the_dashboard_charts_every_request_metric_the_functions_write() {
         }
         for (namespace, name) in named {
             if namespace == "Backend" {
-                assert!(written.contains(&format!("Backend/{name}")), "{id}: {name} is written");
+                assert!(
+                    written.contains(&format!("Backend/{name}")),
+                    "{id}: {name} is written"
+                );
             }
         }
     }
@@ -1932,7 +1965,10 @@ fn the_dashboard_charts_every_request_metric_the_functions_write() {
         if let Some(name) = metric.strip_prefix("Backend/")
             && !name.contains('/')
         {
-            assert!(written.contains(metric), "the dashboard's {metric} is written");
+            assert!(
+                written.contains(metric),
+                "the dashboard's {metric} is written"
+            );
         }
     }
 }

@@ -37,5 +37,7 @@ pub async fn close_on_shutdown(platform: Platform) {
 
 /// Runs a route group on Lambda: wraps it in the common layers and serves invocations.
 pub async fn run_on_lambda(routes: Router, platform: &Platform) -> Result<(), lambda_http::Error> {
-    lambda_http::run(crate::app(routes, platform)).await
+    let app = crate::app(routes, platform);
+    platform::metrics::mark_ready();
+    lambda_http::run(app).await
 }

@@ -41,7 +41,13 @@ pub fn function_name() -> &'static str {
 
 /// Emits one count of `name`, dimensioned by the function's name.
 pub fn count(name: &str) {
-    emit(NAMESPACE, name, 1, "Count", &[("Function", function_name())]);
+    emit(
+        NAMESPACE,
+        name,
+        1,
+        "Count",
+        &[("Function", function_name())],
+    );
 }
 
 /// Emits one value of `name` in `namespace`, with the given dimensions.
@@ -134,12 +140,31 @@ fn write_line(line: &str) {
 /// When the process started, as near as it can tell: set by the runtime builder every binary
 /// starts with, before any configuration is read.
 static PROCESS_START: OnceLock<Instant> = OnceLock::new();
+/// When the process was ready to serve its first request.
+static READY: OnceLock<Instant> = OnceLock::new();
 /// Whether the next request is this process's first.
 static COLD: AtomicBool = AtomicBool::new(true);
 
-/// Notes the process's start; the first request reports the time since as `InitDuration`.
+/// Notes the process's start, first thing in `main`.
 pub fn mark_process_start() {
     let _ = PROCESS_START.set(Instant::now());
+}
+
+/// Notes that the process is ready to serve: settings, secrets, pools and routes are built. The
+/// first request reports the time from the start to here as `InitDuration`, however long it
+/// then waited for that request (the local server; Lambda's provisioned instances).
+pub fn mark_ready() {
+    let _ = READY.set(Instant::now());
+}
+
+/// From the process's start to its readiness (or to now, when it never said).
+fn init_duration() -> Option<Duration> {
+    let start = PROCESS_START.get()?;
+    Some(
+        READY
+            .get()
+            .map_or_else(|| start.elapsed(), |ready| *ready - *start),
+    )
 }
 
 /// Whether this call is the process's first (its cold start); every later call answers false.
@@ -249,10 +274,18 @@ impl RequestMetrics {
         let class = outcome.status / 100;
         let mut metrics: Vec<(&str, &str, f64)> = vec![
             ("Requests", "Count", 1.0),
-            ("Latency", "Milliseconds", outcome.latency.as_secs_f64() * 1000.0),
+            (
+                "Latency",
+                "Milliseconds",
+                outcome.latency.as_secs_f64() * 1000.0,
+            ),
             ("Status4xx", "Count", f64::from(u8::from(class == 4))),
             ("Status5xx", "Count", f64::from(u8::from(class == 5))),
-            ("ColdStart", "Count", f64::from(u8::from(outcome.cold_start))),
+            (
+                "ColdStart",
+                "Count",
+                f64::from(u8::from(outcome.cold_start)),
+            ),
             ("RateLimited", "Count", f64::from(flag(&self.rate_limited))),
             (
                 "RateLimiterBypassed",
@@ -261,13 +294,9 @@ impl RequestMetrics {
             ),
         ];
         if outcome.cold_start
-            && let Some(start) = PROCESS_START.get()
+            && let Some(init) = init_duration()
         {
-            metrics.push((
-                "InitDuration",
-                "Milliseconds",
-                start.elapsed().saturating_sub(outcome.latency).as_secs_f64() * 1000.0,
-            ));
+            metrics.push(("InitDuration", "Milliseconds", init.as_secs_f64() * 1000.0));
         }
         // Time metrics only for requests that used the resource, so that their percentiles
         // describe the calls, not the share of requests that made none.

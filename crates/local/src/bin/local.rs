@@ -41,14 +41,16 @@ async fn run() -> anyhow::Result<()> {
         }
     }
 
+    let app = local::app(&state)
+        .await?
+        .into_make_service_with_connect_info::<SocketAddr>();
+    // Ready before listening: a client that can connect is served at once.
+    platform::metrics::mark_ready();
     let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, env = %config.app_env, "listening");
-    let app = local::app(&state)
-        .await?
-        .into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
