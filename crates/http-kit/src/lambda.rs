@@ -16,6 +16,7 @@ where
     platform::install_crypto_provider();
     let (config, refresh) = platform::secrets::load_from_env().await?;
     platform::telemetry::init(&config.log_level);
+    platform::error_tracking::init(&config);
     let platform = Platform::with_refresh(config, refresh).await?;
     close_on_shutdown(platform.clone()).await;
     let routes = routes(platform.clone()).await?;

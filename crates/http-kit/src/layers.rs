@@ -125,14 +125,35 @@ async fn measure(mut req: Request, next: Next) -> Response {
         .map_or(platform::metrics::UNMATCHED_ROUTE, MatchedPath::as_str)
         .to_owned();
     let method = req.method().clone();
+    let trace_id = req.headers().get("x-amzn-trace-id").cloned();
     let (res, used) = platform::metrics::RequestMetrics::scope(next.run(req)).await;
+    let status = res.status().as_u16();
     used.finish(&platform::metrics::Outcome {
         route: &route,
         method: method.as_str(),
-        status: res.status().as_u16(),
+        status,
         latency: started.elapsed(),
         cold_start,
     });
+    if res.status().is_server_error() && platform::error_tracking::enabled() {
+        let env_trace_id = std::env::var("_X_AMZN_TRACE_ID").ok();
+        platform::error_tracking::report(platform::error_tracking::FailedRequest {
+            request_id: res
+                .headers()
+                .get(&X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+            route: &route,
+            method: method.as_str(),
+            status,
+            trace_id: trace_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .or(env_trace_id.as_deref()),
+            failure: used.failure(),
+        })
+        .await;
+    }
     res
 }
 

@@ -189,6 +189,39 @@ pub struct RequestMetrics {
     cache_misses: AtomicU64,
     rate_limited: AtomicBool,
     limiter_bypassed: AtomicBool,
+    /// What made the request fail, for its error report: the first noted.
+    failure: std::sync::Mutex<Option<Failure>>,
+}
+
+/// Why a request failed, already redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// A handler panicked with this message.
+    Panic(String),
+    /// An unexpected error with this cause chain.
+    Error(String),
+}
+
+fn note(failure: Failure) -> bool {
+    CURRENT
+        .try_with(|m| {
+            let mut noted = m
+                .failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            noted.get_or_insert(failure);
+        })
+        .is_ok()
+}
+
+/// Notes an unexpected error's cause chain for the request's error report; it is redacted here.
+pub fn note_error(cause: &str) {
+    note(Failure::Error(crate::telemetry::scrub_text(cause)));
+}
+
+/// Notes a panic's (redacted) message for the request's error report; false outside a request.
+pub fn note_panic(message: String) -> bool {
+    note(Failure::Panic(message))
 }
 
 fn micros(d: Duration) -> u64 {
@@ -258,6 +291,14 @@ impl RequestMetrics {
         let metrics = Arc::new(RequestMetrics::default());
         let output = CURRENT.scope(metrics.clone(), request).await;
         (output, metrics)
+    }
+
+    /// What made the request fail, when something was noted.
+    pub fn failure(&self) -> Option<Failure> {
+        self.failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Writes the request's one EMF line.

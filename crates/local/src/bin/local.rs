@@ -26,6 +26,7 @@ fn main() {
 async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     platform::telemetry::init(&config.log_level);
+    platform::error_tracking::init(&config);
     let state = Platform::new(config).await?;
     let config = state.config.clone();
 
