@@ -5,6 +5,7 @@ mod support;
 mod auth;
 mod backup;
 mod contract;
+mod error_reports;
 mod health;
 mod infrastructure;
 mod jwt;
