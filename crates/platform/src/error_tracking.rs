@@ -33,13 +33,10 @@ pub fn init(config: &Config) {
     let Some(dsn) = &config.sentry_dsn else {
         return;
     };
-    let dsn = match dsn.expose_secret().parse::<sentry::types::Dsn>() {
-        Ok(dsn) => dsn,
-        Err(_) => {
-            // The DSN holds a key: name the variable, never the value.
-            tracing::error!("SENTRY_DSN is not a valid DSN: error reports are off");
-            return;
-        }
+    let Ok(dsn) = dsn.expose_secret().parse::<sentry::types::Dsn>() else {
+        // The DSN holds a key: name the variable, never the value.
+        tracing::error!("SENTRY_DSN is not a valid DSN: error reports are off");
+        return;
     };
     if CLIENT.get().is_some() {
         return;
