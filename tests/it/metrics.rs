@@ -409,3 +409,66 @@ async fn a_request_let_through_without_redis_counts_as_a_limiter_bypass() {
     assert_eq!(number(&line, "RateLimited"), 0.0);
     assert_eq!(number(&line, "Status4xx"), 1.0);
 }
+
+#[tokio::test]
+async fn a_function_on_lambda_names_itself_in_its_metric_lines_and_reports_its_cold_start_once() {
+    use crate::support::runtime_api::{Outcome, RuntimeApi, lambda_env};
+    let db = TestDatabase::create().await;
+    let api = RuntimeApi::start().await;
+    let mut function = tokio::process::Command::new(workspace_bin("health"))
+        .envs(lambda_env(&api, "backend-test-health"))
+        .env("APP_ENV", "test")
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", crate::support::redis_url())
+        .env("LOG_LEVEL", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting the health binary");
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            crate::support::repo_root().join("tests/fixtures/events/health.json"),
+        )
+        .expect("the health event"),
+    )
+    .expect("event JSON");
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let id = api.invoke(event.clone());
+        let Outcome::Response(answer) = api.outcome(&id, Duration::from_secs(30)).await else {
+            panic!("the health invocation is answered");
+        };
+        statuses.push(answer["statusCode"].as_u64().expect("a status"));
+    }
+    let pid = function.id().expect("the function is running");
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    tokio::time::timeout(Duration::from_secs(10), function.wait())
+        .await
+        .expect("the function stops")
+        .expect("exit status");
+    let mut stdout = String::new();
+    function
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .await
+        .expect("stdout");
+
+    let lines = emf_lines(&stdout);
+    assert_eq!(lines.len(), 2, "one line per invocation:\n{stdout}");
+    for (line, status) in lines.iter().zip(&statuses) {
+        assert_well_formed(line);
+        assert_eq!(line["Function"], "backend-test-health", "{line}");
+        assert_eq!(line["Route"], "/health", "{line}");
+        assert_eq!(line["HttpStatus"].as_u64(), Some(*status), "{line}");
+    }
+    assert_eq!(number(&lines[0], "ColdStart"), 1.0);
+    assert!(number(&lines[0], "InitDuration") > 0.0, "{}", lines[0]);
+    assert_eq!(number(&lines[1], "ColdStart"), 0.0);
+    assert!(lines[1].get("InitDuration").is_none(), "{}", lines[1]);
+}
