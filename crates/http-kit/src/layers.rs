@@ -119,23 +119,25 @@ async fn measure(mut req: Request, next: Next) -> Response {
     let cold_start = platform::metrics::take_cold_start();
     req.extensions_mut().insert(ColdStart(cold_start));
     // The route's template: a raw path would make every user id a metric of its own.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(platform::metrics::UNMATCHED_ROUTE, MatchedPath::as_str)
-        .to_owned();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched
+        .as_ref()
+        .map_or(platform::metrics::UNMATCHED_ROUTE, MatchedPath::as_str);
     let method = req.method().clone();
-    let trace_id = req.headers().get("x-amzn-trace-id").cloned();
+    let reporting = platform::error_tracking::enabled();
+    let trace_id = reporting
+        .then(|| req.headers().get("x-amzn-trace-id").cloned())
+        .flatten();
     let (res, used) = platform::metrics::RequestMetrics::scope(next.run(req)).await;
     let status = res.status().as_u16();
     used.finish(&platform::metrics::Outcome {
-        route: &route,
+        route,
         method: method.as_str(),
         status,
         latency: started.elapsed(),
         cold_start,
     });
-    if res.status().is_server_error() && platform::error_tracking::enabled() {
+    if reporting && res.status().is_server_error() {
         let env_trace_id = std::env::var("_X_AMZN_TRACE_ID").ok();
         platform::error_tracking::report(platform::error_tracking::FailedRequest {
             request_id: res
@@ -143,7 +145,7 @@ async fn measure(mut req: Request, next: Next) -> Response {
                 .get(&X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default(),
-            route: &route,
+            route,
             method: method.as_str(),
             status,
             trace_id: trace_id

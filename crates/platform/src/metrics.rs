@@ -313,7 +313,8 @@ impl RequestMetrics {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let flag = |b: &AtomicBool| u8::from(b.load(Ordering::Relaxed));
         let class = outcome.status / 100;
-        let mut metrics: Vec<(&str, &str, f64)> = vec![
+        let mut metrics: Vec<(&str, &str, f64)> = Vec::with_capacity(16);
+        metrics.extend([
             ("Requests", "Count", 1.0),
             (
                 "Latency",
@@ -333,7 +334,7 @@ impl RequestMetrics {
                 "Count",
                 f64::from(flag(&self.limiter_bypassed)),
             ),
-        ];
+        ]);
         if outcome.cold_start
             && let Some(init) = init_duration()
         {
