@@ -403,13 +403,6 @@ pub struct Pooled {
     handed: std::time::Instant,
 }
 
-impl Pooled {
-    /// The pool's own handle, for code that needs its type.
-    pub fn inner(&mut self) -> &mut Connection {
-        &mut self.conn
-    }
-}
-
 impl std::ops::Deref for Pooled {
     type Target = deadpool_postgres::ClientWrapper;
     fn deref(&self) -> &Self::Target {

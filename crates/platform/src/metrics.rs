@@ -39,17 +39,6 @@ pub fn function_name() -> &'static str {
     &NAME
 }
 
-/// Emits one count of `name`, dimensioned by the function's name.
-pub fn count(name: &str) {
-    emit(
-        NAMESPACE,
-        name,
-        1,
-        "Count",
-        &[("Function", function_name())],
-    );
-}
-
 /// Emits one value of `name` in `namespace`, with the given dimensions.
 pub fn emit(namespace: &str, name: &str, value: i64, unit: &str, dimensions: &[(&str, &str)]) {
     write_line(&line(namespace, name, value, unit, dimensions).to_string());
