@@ -1645,3 +1645,337 @@ fn the_deploy_pushes_the_backup_images_by_commit_before_sam_deploy_names_them() 
         }
     }
 }
+
+/// An alarm's runbook, as its description names it (`Runbook docs/runbooks/x.md`).
+fn runbook_of(alarm: &Value) -> Option<String> {
+    let description = text(&alarm["Properties"]["AlarmDescription"]);
+    let (_, rest) = description.split_once("Runbook ")?;
+    Some(rest.split_whitespace().next()?.to_owned())
+}
+
+/// The one alarm watching `metric`, with its properties.
+fn alarm_on<'a>(alarms: &'a BTreeMap<String, Value>, metric: &str) -> (&'a str, &'a Value) {
+    let found: Vec<(&str, &Value)> = alarms
+        .iter()
+        .filter(|(_, a)| {
+            let p = &a["Properties"];
+            text(&p["MetricName"]) == metric
+                || p["Metrics"].as_sequence().is_some_and(|ms| {
+                    ms.iter()
+                        .any(|m| text(&m["MetricStat"]["Metric"]["MetricName"]) == metric)
+                })
+        })
+        .map(|(id, a)| (id.as_str(), &a["Properties"]))
+        .collect();
+    assert!(!found.is_empty(), "an alarm on {metric}");
+    found[0]
+}
+
+fn threshold(p: &Value) -> f64 {
+    p["Threshold"].as_f64().expect("a numeric threshold")
+}
+
+#[test]
+fn every_alarm_names_a_runbook_that_exists_and_names_it_back() {
+    let template = template();
+    let alarms = of_type(&resources(&template), "AWS::CloudWatch::Alarm");
+    assert!(alarms.len() > 30, "{}", alarms.len());
+    for (id, alarm) in &alarms {
+        let runbook = runbook_of(alarm).unwrap_or_else(|| panic!("{id} names no runbook"));
+        assert!(
+            runbook.starts_with("docs/runbooks/") && runbook.ends_with(".md"),
+            "{id}: {runbook}"
+        );
+        let body = repo_file(&runbook);
+        // The alarm's name is `${AWS::StackName}-<suffix>`: the runbook quotes the suffix.
+        let name = text(&alarm["Properties"]["AlarmName"]);
+        let suffix = name
+            .strip_prefix("${AWS::StackName}")
+            .unwrap_or_else(|| panic!("{id}: the name starts with the stack's: {name}"));
+        let generic = suffix
+            .split('-')
+            .map(|part| {
+                if ["health", "auth", "users", "uploads", "backup", "migrate"].contains(&part) {
+                    "<function>"
+                } else {
+                    part
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("-");
+        assert!(
+            body.contains(suffix) || body.contains(&generic),
+            "{runbook} mentions {id}'s alarm ({suffix} or {generic})"
+        );
+    }
+}
+
+#[test]
+fn each_threshold_of_the_spec_has_its_alarm_and_every_new_alarm_a_log_query() {
+    let template = template();
+    let resources = resources(&template);
+    let alarms = of_type(&resources, "AWS::CloudWatch::Alarm");
+
+    let latency = &alarms["ApiLatencyP95Alarm"]["Properties"];
+    assert_eq!(latency["ExtendedStatistic"].as_str(), Some("p95"));
+    assert_eq!(threshold(latency), 500.0);
+    let errors = &alarms["Api5xxRateAlarm"]["Properties"];
+    assert_eq!(threshold(errors), 1.0, "error rate above 1 %");
+
+    let (_, db) = alarm_on(&alarms, "DbQueryTime");
+    assert_eq!(threshold(db), 200.0, "database time above 200 ms");
+    assert_eq!(
+        db["ComparisonOperator"].as_str(),
+        Some("GreaterThanThreshold")
+    );
+    for m in db["Metrics"].as_sequence().expect("metric math") {
+        if m.get("MetricStat").is_some() {
+            assert_eq!(
+                m["MetricStat"]["Metric"]["Namespace"].as_str(),
+                Some("Backend")
+            );
+            assert_eq!(m["MetricStat"]["Stat"].as_str(), Some("p95"));
+        }
+    }
+
+    let (_, uptime) = alarm_on(&alarms, "SuccessPercent");
+    assert_eq!(threshold(uptime), 99.5, "uptime below 99.5 %");
+    assert_eq!(
+        uptime["ComparisonOperator"].as_str(),
+        Some("LessThanThreshold")
+    );
+    let canary_id = ref_target(&uptime["Dimensions"][0]["Value"]).expect("the canary");
+    let canary = &resources[canary_id]["Properties"];
+    assert_eq!(
+        canary["Schedule"]["Expression"].as_str(),
+        Some("rate(5 minutes)")
+    );
+    let script = text(&canary["Code"]["Script"]);
+    for step in ["'/health'", "'/api/v1/auth/login'"] {
+        assert!(script.contains(step), "the canary calls {step}");
+    }
+    assert!(is_true(&canary["StartCanaryAfterCreation"]));
+
+    let (_, bypass) = alarm_on(&alarms, "RateLimiterBypassed");
+    assert_eq!(threshold(bypass), 0.0, "any bypass");
+    alarm_on(&alarms, "DatabaseMemoryUsagePercentage");
+    alarm_on(&alarms, "Evictions");
+    alarm_on(&alarms, "ReplicaLag");
+
+    // The new alarms' runbooks carry the Logs Insights query that finds the requests.
+    for metric in [
+        "DbQueryTime",
+        "SuccessPercent",
+        "RateLimiterBypassed",
+        "Evictions",
+        "ReplicaLag",
+    ] {
+        let (id, _) = alarm_on(&alarms, metric);
+        let runbook = repo_file(&runbook_of(&alarms[id]).expect("a runbook"));
+        assert!(
+            runbook.contains("Logs Insights") && runbook.contains("fields @timestamp"),
+            "{id}'s runbook has a Logs Insights query"
+        );
+        assert!(
+            runbook.contains("Dashboard"),
+            "{id}'s runbook names its dashboard widget"
+        );
+    }
+}
+
+#[test]
+fn backup_and_drill_alarms_stay_quiet_before_the_first_run_and_catch_a_silence_or_a_failure() {
+    let template = template();
+    let alarms = of_type(&resources(&template), "AWS::CloudWatch::Alarm");
+    for metric in ["BackupSucceeded", "DrillSucceeded"] {
+        let on: Vec<&Value> = alarms
+            .values()
+            .map(|a| &a["Properties"])
+            .filter(|p| text(&p["MetricName"]) == metric)
+            .collect();
+        assert_eq!(on.len(), 2, "{metric}: a silence alarm and a failure alarm");
+        for p in &on {
+            assert_ne!(
+                p["TreatMissingData"].as_str(),
+                Some("breaching"),
+                "{metric}: no data before the first run is not a failure"
+            );
+            assert!(
+                p["TreatMissingData"].as_str().is_some(),
+                "{metric}: chosen, not defaulted"
+            );
+        }
+        let silence = on
+            .iter()
+            .find(|p| p["TreatMissingData"].as_str() == Some("missing"))
+            .unwrap_or_else(|| panic!("{metric}: a silence alarm"));
+        // A new alarm starts in INSUFFICIENT_DATA; reports ending puts it back there, which
+        // must notify.
+        assert!(
+            silence["InsufficientDataActions"]
+                .as_sequence()
+                .is_some_and(|a| !a.is_empty()),
+            "{metric}: a silence notifies"
+        );
+        let failure = on
+            .iter()
+            .find(|p| p["TreatMissingData"].as_str() == Some("notBreaching"))
+            .unwrap_or_else(|| panic!("{metric}: a failure alarm"));
+        assert_eq!(failure["Statistic"].as_str(), Some("Minimum"));
+        assert_eq!(
+            threshold(failure),
+            1.0,
+            "{metric}: a 0 reported is a failure"
+        );
+    }
+}
+
+#[test]
+fn alarms_notify_by_optional_email_and_optional_https() {
+    let template = template();
+    let resources = resources(&template);
+    let subscriptions = of_type(&resources, "AWS::SNS::Subscription");
+    let protocols: BTreeSet<String> = subscriptions
+        .values()
+        .map(|s| {
+            assert!(s["Condition"].as_str().is_some(), "optional: {s:?}");
+            text(&s["Properties"]["Protocol"])
+        })
+        .collect();
+    assert_eq!(
+        protocols,
+        BTreeSet::from(["email".to_owned(), "https".to_owned()])
+    );
+    for param in ["AlarmEmail", "AlarmWebhookUrl"] {
+        assert_eq!(
+            template["Parameters"][param]["Default"].as_str(),
+            Some(""),
+            "{param} is optional"
+        );
+    }
+}
+
+/// The dashboard's JSON, with every `${...}` of its `!Sub` replaced by a placeholder.
+fn dashboard_body(dashboard: &Value) -> serde_json::Value {
+    let body = &dashboard["Properties"]["DashboardBody"];
+    let source = match untag(body) {
+        Value::Sequence(parts) => text(&parts[0]),
+        other => text(other),
+    };
+    let mut out = String::new();
+    let mut rest = source.as_str();
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("a closed ${") + start;
+        out.push_str("SUBSTITUTED");
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("the dashboard body is JSON: {e}\n{out}"))
+}
+
+#[test]
+fn the_dashboard_charts_every_request_metric_the_functions_write() {
+    let template = template();
+    let resources = resources(&template);
+    let dashboards = of_type(&resources, "AWS::CloudWatch::Dashboard");
+    assert_eq!(
+        dashboards.len(),
+        1,
+        "one dashboard per stack, so per environment"
+    );
+    let (_, dashboard) = dashboards.iter().next().expect("the dashboard");
+    assert!(text(&dashboard["Properties"]["DashboardName"]).contains("${AWS::StackName}"));
+    let body = dashboard_body(dashboard);
+    let mut charted = BTreeSet::new();
+    for widget in body["widgets"].as_array().expect("widgets") {
+        for row in widget["properties"]["metrics"].as_array().expect("metrics") {
+            let row = row.as_array().expect("a metric row");
+            // `...` repeats the row above with other dimensions: the same metric.
+            if let (Some(namespace), Some(name)) = (row[0].as_str(), row[1].as_str())
+                && namespace != "..."
+            {
+                charted.insert(format!("{namespace}/{name}"));
+            }
+        }
+    }
+    // Every metric a request can write, from the code that writes them.
+    platform::metrics::mark_process_start();
+    let line = rt().block_on(async {
+        let ((), used) = platform::metrics::RequestMetrics::scope(async {
+            platform::metrics::db_pool_wait(std::time::Duration::from_millis(1));
+            platform::metrics::db_time(std::time::Duration::from_millis(1));
+            platform::metrics::redis_call(std::time::Duration::from_millis(1));
+            platform::metrics::profile_cache(true);
+        })
+        .await;
+        used.line(
+            &platform::metrics::Outcome {
+                route: "/x",
+                method: "GET",
+                status: 200,
+                latency: std::time::Duration::from_millis(2),
+                cold_start: true,
+            },
+            0,
+        )
+    });
+    let line: serde_json::Value = serde_json::from_str(&line).expect("EMF");
+    let written: Vec<String> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .map(|m| format!("Backend/{}", m["Name"].as_str().expect("name")))
+        .collect();
+    let missing: Vec<&String> = written
+        .iter()
+        .filter(|m| {
+            !charted.contains(*m) && !m.ends_with("/DbConnections") && !m.ends_with("/RedisCalls")
+        })
+        .collect();
+    assert!(missing.is_empty(), "not on the dashboard: {missing:?}");
+    for other in [
+        "Backend/Backup/BackupSucceeded",
+        "Backend/Backup/DrillSucceeded",
+        "AWS/ElastiCache/Evictions",
+        "AWS/RDS/ReplicaLag",
+        "CloudWatchSynthetics/SuccessPercent",
+    ] {
+        assert!(charted.contains(other), "{other} is on the dashboard");
+    }
+    // And every Backend metric an alarm or the dashboard names is one the code writes.
+    let alarms = of_type(&resources, "AWS::CloudWatch::Alarm");
+    for (id, alarm) in &alarms {
+        let p = &alarm["Properties"];
+        let mut named = vec![(text(&p["Namespace"]), text(&p["MetricName"]))];
+        for m in p["Metrics"].as_sequence().into_iter().flatten() {
+            let metric = &m["MetricStat"]["Metric"];
+            named.push((text(&metric["Namespace"]), text(&metric["MetricName"])));
+        }
+        for (namespace, name) in named {
+            if namespace == "Backend" {
+                assert!(
+                    written.contains(&format!("Backend/{name}")),
+                    "{id}: {name} is written"
+                );
+            }
+        }
+    }
+    for metric in &charted {
+        if let Some(name) = metric.strip_prefix("Backend/")
+            && !name.contains('/')
+        {
+            assert!(
+                written.contains(metric),
+                "the dashboard's {metric} is written"
+            );
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}

@@ -207,7 +207,9 @@ impl IntoResponse for ApiError {
         let status = self.status();
         match &self {
             Self::Unexpected(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "request failed")
+                let cause = format!("{cause:#}");
+                platform::metrics::note_error(&cause);
+                tracing::error!(error = cause, "request failed")
             }
             Self::Unavailable(cause) => {
                 tracing::warn!(error = format!("{cause:#}"), "dependency unavailable")

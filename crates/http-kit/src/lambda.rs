@@ -16,6 +16,7 @@ where
     platform::install_crypto_provider();
     let (config, refresh) = platform::secrets::load_from_env().await?;
     platform::telemetry::init(&config.log_level);
+    platform::error_tracking::init(&config);
     let platform = Platform::with_refresh(config, refresh).await?;
     close_on_shutdown(platform.clone()).await;
     let routes = routes(platform.clone()).await?;
@@ -37,5 +38,7 @@ pub async fn close_on_shutdown(platform: Platform) {
 
 /// Runs a route group on Lambda: wraps it in the common layers and serves invocations.
 pub async fn run_on_lambda(routes: Router, platform: &Platform) -> Result<(), lambda_http::Error> {
-    lambda_http::run(crate::app(routes, platform)).await
+    let app = crate::app(routes, platform);
+    platform::metrics::mark_ready();
+    lambda_http::run(app).await
 }

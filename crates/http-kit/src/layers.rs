@@ -1,10 +1,8 @@
 //! The layers every response goes through, wherever the router runs (Lambda, local, tests).
 //!
-//! Outermost first: a sane request id (echoed or generated), the security headers, the access
+//! Outermost first: the request's metrics (one EMF line when its answer is ready), a sane request id (echoed or generated), the security headers, the access
 //! log span, CORS, the request scope (request id for error bodies, plain errors turned into
 //! problem+json), panics caught as 500, and the 1 MiB body limit.
-
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::{
     Router,
@@ -106,6 +104,59 @@ pub fn app(routes: Router, state: &Platform) -> Router {
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, RequestIds))
         .layer(middleware::map_request(drop_insane_request_id))
+        .layer(middleware::from_fn(measure))
+}
+
+/// Whether a request was its process's first, for the access log's `cold_start`.
+#[derive(Clone, Copy)]
+struct ColdStart(bool);
+
+/// Counts and times the request, and writes its one metric line when the answer is ready.
+/// Outermost, so that its latency covers every other layer and it sees every status.
+async fn measure(mut req: Request, next: Next) -> Response {
+    use axum::extract::MatchedPath;
+    let started = std::time::Instant::now();
+    let cold_start = platform::metrics::take_cold_start();
+    req.extensions_mut().insert(ColdStart(cold_start));
+    // The route's template: a raw path would make every user id a metric of its own.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched
+        .as_ref()
+        .map_or(platform::metrics::UNMATCHED_ROUTE, MatchedPath::as_str);
+    let method = req.method().clone();
+    let reporting = platform::error_tracking::enabled();
+    let trace_id = reporting
+        .then(|| req.headers().get("x-amzn-trace-id").cloned())
+        .flatten();
+    let (res, used) = platform::metrics::RequestMetrics::scope(next.run(req)).await;
+    let status = res.status().as_u16();
+    used.finish(&platform::metrics::Outcome {
+        route,
+        method: method.as_str(),
+        status,
+        latency: started.elapsed(),
+        cold_start,
+    });
+    if reporting && res.status().is_server_error() {
+        let env_trace_id = std::env::var("_X_AMZN_TRACE_ID").ok();
+        platform::error_tracking::report(platform::error_tracking::FailedRequest {
+            request_id: res
+                .headers()
+                .get(&X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+            route,
+            method: method.as_str(),
+            status,
+            trace_id: trace_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .or(env_trace_id.as_deref()),
+            failure: used.failure(),
+        })
+        .await;
+    }
+    res
 }
 
 fn cors(config: &Config) -> CorsLayer {
@@ -171,8 +222,6 @@ impl MakeRequestId for RequestIds {
     }
 }
 
-static COLD_START: AtomicBool = AtomicBool::new(true);
-
 /// Every log line of a request carries: the id it is answered with (`request_id`, the
 /// client's own when sane), the platform's id for it (`platform_request_id`: API Gateway's on
 /// Lambda, a fresh one elsewhere), which a client cannot choose, and the client's address.
@@ -203,7 +252,7 @@ fn request_span<B>(req: &http::Request<B>, config: &Config) -> tracing::Span {
         platform_request_id,
         client_ip,
         trace_id,
-        cold_start = COLD_START.swap(false, Ordering::Relaxed),
+        cold_start = req.extensions().get::<ColdStart>().is_some_and(|c| c.0),
         method = %req.method(),
         // The path only: a query string may carry something secret.
         path = req.uri().path(),

@@ -5,7 +5,7 @@
 //! trip reads what the caller's bearer token will need (its revocation state and profile, see
 //! `platform::cache::ReadAhead`), which it leaves in the request's extensions. Headers
 //! follow the IETF RateLimit fields draft. When Redis is unavailable the request goes through,
-//! with a warning in the log and a `RateLimiterBypassed` metric: an outage of the limiter must
+//! with a warning in the log and the request's `RateLimiterBypassed` metric at 1: an outage of the limiter must
 //! not become an outage of the API.
 
 use std::time::Duration;
@@ -55,7 +55,7 @@ pub async fn limit(State(state): State<Platform>, mut req: Request, next: Next) 
         }
         Err(err) => {
             tracing::warn!(error = %err, "rate limiter unavailable: request let through");
-            platform::metrics::count("RateLimiterBypassed");
+            platform::metrics::limiter_bypassed();
             return next.run(req).await;
         }
     };
@@ -63,6 +63,7 @@ pub async fn limit(State(state): State<Platform>, mut req: Request, next: Next) 
     let remaining = max.saturating_sub(hit.count);
     let reset = reset_secs(hit.reset);
     let mut res = if hit.count > max {
+        platform::metrics::rate_limited();
         ApiError::TooManyRequests {
             retry_after_secs: reset,
             detail: "Too many requests, try again later".into(),

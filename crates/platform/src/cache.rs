@@ -231,7 +231,9 @@ impl Cache {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        let started = std::time::Instant::now();
         let result = self.check(call(self.conn()).await);
+        crate::metrics::redis_call(started.elapsed());
         if let Err(err) = &result
             && (err.is_timeout() || err.is_connection_refusal() || err.is_connection_dropped())
         {

@@ -106,6 +106,8 @@ pub struct Config {
     pub origin_verify_previous_secret: Option<SecretString>,
     pub log_level: String,
     pub sentry_dsn: Option<SecretString>,
+    /// The git commit that is running (`RELEASE`), named in error reports.
+    pub release: Option<String>,
     pub uploads_bucket: String,
     /// The largest upload a client may declare.
     pub max_upload_bytes: u64,
@@ -297,6 +299,7 @@ impl Config {
             origin_verify_previous_secret: env.get("ORIGIN_VERIFY_PREVIOUS_SECRET").map(Into::into),
             log_level: env.get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             sentry_dsn: env.get("SENTRY_DSN").map(Into::into),
+            release: env.get("RELEASE").filter(|r| !r.is_empty()),
             uploads_bucket: env
                 .get("UPLOADS_BUCKET")
                 .unwrap_or_else(|| format!("{app_name}-uploads")),

@@ -330,8 +330,17 @@ impl Db {
             .clone()
     }
 
-    /// A connection from the pool, waiting at most the pool's wait timeout.
-    pub async fn get(&self) -> Result<Connection, PoolError> {
+    /// A connection from the pool, waiting at most the pool's wait timeout. The wait and the
+    /// time the connection is held count towards the request's metrics.
+    pub async fn get(&self) -> Result<Pooled, PoolError> {
+        let asked = std::time::Instant::now();
+        let conn = self.get_untimed().await;
+        let handed = std::time::Instant::now();
+        crate::metrics::db_pool_wait(handed - asked);
+        conn.map(|conn| Pooled { conn, handed })
+    }
+
+    async fn get_untimed(&self) -> Result<Connection, PoolError> {
         let before = self.pool();
         match before.get().await {
             Err(PoolError::Backend(err))
@@ -384,6 +393,32 @@ impl Db {
         let held = pool.status().size;
         pool.close();
         held
+    }
+}
+
+/// A pooled connection that reports how long it was held when it goes back to the pool. It
+/// reads as the client itself (`&**conn` is a `tokio_postgres::Client`).
+pub struct Pooled {
+    conn: Connection,
+    handed: std::time::Instant,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = deadpool_postgres::ClientWrapper;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        crate::metrics::db_time(self.handed.elapsed());
     }
 }
 

@@ -6,6 +6,7 @@ pub mod aws;
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod error_tracking;
 pub mod metrics;
 pub mod secrets;
 pub mod state;

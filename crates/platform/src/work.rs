@@ -142,6 +142,7 @@ pub const MAX_BLOCKING_THREADS: usize = 64;
 /// The multi-threaded runtime every binary runs on: tokio's defaults, with the blocking pool
 /// bounded by [`MAX_BLOCKING_THREADS`]. (`#[tokio::main]` cannot set that bound.)
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    crate::metrics::mark_process_start();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(MAX_BLOCKING_THREADS)

@@ -166,12 +166,16 @@ pub async fn cached_profile(
     };
     match read {
         Ok(Some(json)) => match serde_json::from_str(&json) {
-            Ok(user) => return Ok(Some(user)),
+            Ok(user) => {
+                platform::metrics::profile_cache(true);
+                return Ok(Some(user));
+            }
             Err(err) => tracing::warn!(error = %err, "unreadable cached profile: reading Postgres"),
         },
         Ok(None) => {}
         Err(err) => tracing::warn!(error = %err, "profile cache unavailable: reading Postgres"),
     }
+    platform::metrics::profile_cache(false);
     let db = state.db.get().await?;
     let Some(found) = find_by_id(&**db, id).await? else {
         return Ok(None);

@@ -26,6 +26,7 @@ fn main() {
 async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     platform::telemetry::init(&config.log_level);
+    platform::error_tracking::init(&config);
     let state = Platform::new(config).await?;
     let config = state.config.clone();
 
@@ -41,14 +42,16 @@ async fn run() -> anyhow::Result<()> {
         }
     }
 
+    let app = local::app(&state)
+        .await?
+        .into_make_service_with_connect_info::<SocketAddr>();
+    // Ready before listening: a client that can connect is served at once.
+    platform::metrics::mark_ready();
     let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, env = %config.app_env, "listening");
-    let app = local::app(&state)
-        .await?
-        .into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -1,0 +1,202 @@
+//! Error reports: with `SENTRY_DSN` set, a 5xx or a panic sends one event, to an envelope
+//! receiver this test runs, naming the request and never its secrets; a 4xx sends nothing.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::Path,
+    routing::{get, post},
+};
+use http::{HeaderMap, Method, header};
+use http_kit::ApiError;
+use serde_json::Value;
+
+use crate::support::{Settings, TestApp, request};
+
+/// Keeps every envelope POSTed to it, as Sentry's ingestion endpoint would receive them.
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<String>>>);
+
+impl Receiver {
+    async fn start(&self) -> std::net::SocketAddr {
+        let kept = self.clone();
+        let app = Router::new().route(
+            "/api/{project}/envelope/",
+            post(move |headers: HeaderMap, body: Bytes| {
+                let kept = kept.clone();
+                async move {
+                    let text = if headers
+                        .get(header::CONTENT_ENCODING)
+                        .is_some_and(|v| v == "gzip")
+                    {
+                        use std::io::Read;
+                        let mut out = String::new();
+                        flate2::read::GzDecoder::new(&body[..])
+                            .read_to_string(&mut out)
+                            .expect("a gzip envelope");
+                        out
+                    } else {
+                        String::from_utf8(body.to_vec()).expect("a UTF-8 envelope")
+                    };
+                    kept.0.lock().expect("lock").push(text);
+                    "{}"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    fn envelopes(&self) -> Vec<String> {
+        self.0.lock().expect("lock").clone()
+    }
+
+    /// The events in the envelopes received so far: the payload line after each event header.
+    fn events(&self) -> Vec<Value> {
+        let mut events = Vec::new();
+        for envelope in self.envelopes() {
+            let lines: Vec<&str> = envelope.lines().collect();
+            for pair in lines.windows(2) {
+                let Ok(head) = serde_json::from_str::<Value>(pair[0]) else {
+                    continue;
+                };
+                if head["type"] == "event" {
+                    events.push(serde_json::from_str(pair[1]).expect("an event payload"));
+                }
+            }
+        }
+        events
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_and_a_panic_are_reported_with_their_request_and_without_secrets_and_a_4xx_is_not() {
+    let receiver = Receiver::default();
+    let addr = receiver.start().await;
+    let app = TestApp::spawn_with(
+        Settings::default()
+            .set("SENTRY_DSN", &format!("http://publickey123@{addr}/42"))
+            .set("RELEASE", "0123abcd"),
+    )
+    .await;
+    platform::error_tracking::init(&app.state.config);
+    assert!(platform::error_tracking::enabled());
+
+    let routes = Router::new()
+        .route(
+            "/probe/{id}/crash",
+            get(|Path(_id): Path<String>| async {
+                ApiError::Unexpected(anyhow::anyhow!(
+                    "upstream refused: authorization: Bearer eyJhbGci.error-token-secret.sig, password=hunter2-secret"
+                ))
+            }),
+        )
+        .route(
+            "/probe/{id}/panic",
+            post(|Path(_id): Path<String>, _body: String| async {
+                if true {
+                    panic!("the cache went away: token=panic-token-secret");
+                }
+                ""
+            }),
+        )
+        .route("/probe/{id}/missing", get(|| async { ApiError::NotFound }));
+    let router = http_kit::app(routes, &app.state);
+    let send = |method: Method, path: &str| {
+        request(method, path)
+            .header(header::AUTHORIZATION, "Bearer client-token-secret")
+            .header(header::COOKIE, "refresh_token=cookie-token-secret")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                r#"{"email":"reported@example.com","password":"body-password-secret"}"#,
+            ))
+            .expect("req")
+    };
+
+    let crashed =
+        crate::support::send_to(&router, send(Method::GET, "/probe/raw-id-4242/crash")).await;
+    assert_eq!(crashed.status, 500);
+    let panicked =
+        crate::support::send_to(&router, send(Method::POST, "/probe/raw-id-4343/panic")).await;
+    assert_eq!(panicked.status, 500);
+    let missing =
+        crate::support::send_to(&router, send(Method::GET, "/probe/raw-id-4444/missing")).await;
+    assert_eq!(missing.status, 404);
+    let unauthorized = app
+        .send(
+            request(Method::GET, "/api/v1/users/me")
+                .header(header::AUTHORIZATION, "Bearer not-a-real-token")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(unauthorized.status, 401);
+
+    // Each report is flushed before its answer leaves: they are all in by now. A moment more
+    // would show a report sent late, for the 4xx.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = receiver.events();
+    assert_eq!(
+        events.len(),
+        2,
+        "one report per 5xx, none for a 4xx: {:#?}",
+        receiver.envelopes()
+    );
+
+    let crash = events
+        .iter()
+        .find(|e| e["tags"]["route"] == "/probe/{id}/crash")
+        .expect("the 500's report");
+    assert_eq!(
+        crash["tags"]["request_id"].as_str(),
+        crashed.header("x-request-id")
+    );
+    assert_eq!(crash["tags"]["method"], "GET");
+    assert_eq!(crash["tags"]["status"], "500");
+    assert_eq!(crash["tags"]["function"], "local");
+    assert_eq!(crash["release"], "0123abcd");
+    assert_eq!(crash["environment"], "test");
+    let cause = crash["exception"]["values"][0]["value"]
+        .as_str()
+        .expect("the cause");
+    assert!(cause.contains("upstream refused"), "{cause}");
+
+    let panic = events
+        .iter()
+        .find(|e| e["tags"]["route"] == "/probe/{id}/panic")
+        .expect("the panic's report");
+    assert_eq!(
+        panic["tags"]["request_id"].as_str(),
+        panicked.header("x-request-id")
+    );
+    assert_eq!(panic["exception"]["values"][0]["type"], "panic");
+    let message = panic["exception"]["values"][0]["value"]
+        .as_str()
+        .expect("the panic's message");
+    assert!(message.contains("the cache went away"), "{message}");
+    assert_eq!(panic["release"], "0123abcd");
+
+    let text = receiver.envelopes().join("\n");
+    for secret in [
+        "client-token-secret",
+        "cookie-token-secret",
+        "body-password-secret",
+        "reported@example.com",
+        "error-token-secret",
+        "hunter2-secret",
+        "panic-token-secret",
+        "raw-id-4242",
+        "raw-id-4343",
+    ] {
+        assert!(!text.contains(secret), "{secret} reached a report:\n{text}");
+    }
+}
