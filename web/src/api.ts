@@ -295,7 +295,7 @@ export async function deleteAccount(current_password: string): Promise<void> {
   setSession(null);
 }
 
-export function listUsers(email: string, cursor: string | null, limit = 20): Promise<Page<User>> {
+export function listUsers(email: string, cursor: string | null, limit = 10): Promise<Page<User>> {
   const query = new URLSearchParams({ limit: String(limit) });
   if (email) query.set("email", email);
   if (cursor) query.set("cursor", cursor);

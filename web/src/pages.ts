@@ -63,10 +63,11 @@ function passwordRules(
         : `At least ${MIN_PASSWORD} characters (now ${chars})`,
     );
     const lower = value.toLowerCase();
+    // The email's local part and each word of the name and email (zxcvbn takes them as hints).
     const words = hints()
-      .flatMap((hint) => [hint, hint.split("@")[0] ?? ""])
+      .flatMap((hint) => [hint.split("@")[0] ?? "", ...hint.split(/[\s@._+-]+/)])
       .map((w) => w.trim().toLowerCase())
-      .filter((w) => w.length >= 3);
+      .filter((w) => w.length >= 3 && !["com", "org", "net", "example"].includes(w));
     mark(personal, value.length > 0 && !words.some((w) => lower.includes(w)), "Not your email or name");
   };
   input.addEventListener("input", update);
