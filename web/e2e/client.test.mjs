@@ -5,7 +5,7 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -90,6 +90,7 @@ async function logIn(email, password) {
 
 describe("the web client", { concurrency: false }, () => {
   before(async () => {
+    rmSync(ARTIFACTS, { recursive: true, force: true });
     mkdirSync(ARTIFACTS, { recursive: true });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -226,7 +227,8 @@ describe("the web client", { concurrency: false }, () => {
     // An email change without the current password: the server's 422 lands by that field.
     await page.getByLabel("Email").fill(`e2e-${run}-new@example.com`);
     await page.getByRole("button", { name: "Save changes" }).click();
-    await page.locator(".field-error").first().waitFor();
+    await page.locator(".field-error").filter({ hasText: "Current password is required to change the email" }).waitFor();
+    assert.equal(await page.getByLabel("Current password").first().getAttribute("aria-invalid"), "true");
     await snap("profile-email-needs-password");
     await accessible();
 
@@ -245,7 +247,7 @@ describe("the web client", { concurrency: false }, () => {
     await accessible();
 
     const bytes = Buffer.from(`notes of ${run}\n${"0123456789abcdef".repeat(4096)}\n`);
-    await page.getByLabel("File").setInputFiles({ name: "notes.txt", mimeType: "text/plain", buffer: bytes });
+    await page.getByLabel("File", { exact: true }).setInputFiles({ name: "notes.txt", mimeType: "text/plain", buffer: bytes });
     const put = page.waitForRequest((req) => req.method() === "PUT" && !req.url().startsWith(BASE_URL));
     await page.getByRole("button", { name: "Upload" }).click();
     const direct = await put;
@@ -273,7 +275,7 @@ describe("the web client", { concurrency: false }, () => {
   });
 
   it("refuses a type the deployment does not take, by the file field", async () => {
-    await page.getByLabel("File").setInputFiles({
+    await page.getByLabel("File", { exact: true }).setInputFiles({
       name: "tool.exe",
       mimeType: "application/x-msdownload",
       buffer: Buffer.from("MZ"),
@@ -331,6 +333,7 @@ describe("the web client", { concurrency: false }, () => {
 
   it("keeps an ordinary user off the admin page", async () => {
     await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByRole("heading", { name: "Log in" }).waitFor();
     await logIn(person.email, person.password);
     await page.goto(`${BASE_URL}/admin/users`);
     await ready();
@@ -346,7 +349,7 @@ describe("the web client", { concurrency: false }, () => {
         await ready(small);
         const overflow = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
         assert.ok(overflow <= 0, `${path} scrolls sideways by ${overflow}px on a phone`);
-        await small.screenshot({ path: join(ARTIFACTS, `phone${path.replace(/\//g, "-") || "-home"}.png`), fullPage: true });
+        await small.screenshot({ path: join(ARTIFACTS, `phone-${path.slice(1) || "home"}.png`), fullPage: true });
         await accessible(small);
       }
     } finally {

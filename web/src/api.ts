@@ -312,6 +312,32 @@ export function getUpload(id: string): Promise<Upload> {
   return request<Upload>(`/api/v1/uploads/${encodeURIComponent(id)}`, { auth: true });
 }
 
+/**
+ * The file's bytes, read from its short-lived presigned URL (the bucket allows the site's origin
+ * to read through CORS).
+ */
+export async function downloadFile(id: string): Promise<Blob> {
+  const upload = await getUpload(id);
+  if (!upload.download_url) {
+    throw new Problem(409, "Not ready", "This file has not finished uploading.", "not_ready");
+  }
+  let res: Response;
+  try {
+    res = await fetch(upload.download_url);
+  } catch {
+    throw unreachable();
+  }
+  if (!res.ok) {
+    throw new Problem(
+      res.status,
+      "The file could not be read",
+      `The storage service answered ${res.status}. Try again.`,
+      "download_failed",
+    );
+  }
+  return res.blob();
+}
+
 export function deleteUpload(id: string): Promise<void> {
   return request<void>(`/api/v1/uploads/${encodeURIComponent(id)}`, {
     method: "DELETE",

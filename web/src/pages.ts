@@ -1,7 +1,7 @@
 // The pages. Each one builds its content into a fresh <main> and says which title it has.
 
 import * as api from "./api";
-import { Problem, type Upload, type User } from "./api";
+import type { Upload, User } from "./api";
 import { FormState, busy, field, formatBytes, formatDate, h, uid } from "./dom";
 
 export const APP_NAME = import.meta.env.VITE_APP_NAME || "backend";
@@ -443,15 +443,20 @@ export const uploads: Page = {
       download.addEventListener("click", async () => {
         listState.clear();
         try {
-          const fresh = await api.getUpload(upload.id);
-          if (!fresh.download_url) throw new Problem(409, "Not ready", "This file is not finished uploading.", "not_ready");
-          // The link answers as an attachment, so the browser saves the file and stays here.
-          const a = h("a", { href: fresh.download_url, download: fresh.filename, hidden: true });
+          download.disabled = true;
+          const blob = await api.downloadFile(upload.id);
+          // Saved under its own name from this page's origin, so the page stays where it is.
+          const href = URL.createObjectURL(blob);
+          const a = h("a", { href, download: upload.filename, hidden: true });
           document.body.append(a);
           a.click();
           a.remove();
+          window.setTimeout(() => URL.revokeObjectURL(href), 60_000);
+          listState.done(`${upload.filename} is downloaded.`);
         } catch (err) {
           listState.fail(err);
+        } finally {
+          download.disabled = false;
         }
       });
       remove.addEventListener("click", async () => {
