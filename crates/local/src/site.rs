@@ -107,7 +107,11 @@ async fn dispatch(State(site): State<Site>, req: Request) -> Response {
         };
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")]).into_response();
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+        )
+            .into_response();
     }
     let (mut res, cache) = if is_client_route(&path) {
         let index = ServeFile::new(site.dir.join("index.html"));
