@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f .env ] && set -a && . ./.env && set +a
 scripts/services.sh
+# The uploads bucket in the S3 emulator; an existing bucket answers 409, which is fine.
+if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
+  curl -s -o /dev/null -X PUT "$AWS_ENDPOINT_URL/${UPLOADS_BUCKET:-${APP_NAME:-backend}-uploads}" || true
+fi
 if command -v npm >/dev/null 2>&1; then
   if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
     (cd web && npm ci --no-audit --no-fund --loglevel=error)
