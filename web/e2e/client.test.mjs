@@ -331,10 +331,30 @@ describe("the web client", { concurrency: false }, () => {
     await accessible();
   });
 
-  it("keeps an ordinary user off the admin page", async () => {
+  it("logs in with the keyboard alone, the skip link first", async () => {
     await page.getByRole("button", { name: "Log out" }).click();
     await page.getByRole("heading", { name: "Log in" }).waitFor();
-    await logIn(person.email, person.password);
+    await page.goto(`${BASE_URL}/login`);
+    await ready();
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Skip to content");
+    await page.keyboard.press("Enter");
+    const focusedLabel = () =>
+      page.evaluate(() => {
+        const el = document.activeElement;
+        return el instanceof HTMLInputElement ? (el.labels?.[0]?.textContent ?? "") : (el?.textContent ?? "");
+      });
+    for (let i = 0; i < 10 && (await focusedLabel()) !== "Email"; i += 1) await page.keyboard.press("Tab");
+    assert.equal(await focusedLabel(), "Email", "Tab reaches the email field after the skip link");
+    await page.keyboard.type(person.email);
+    await page.keyboard.press("Tab");
+    assert.equal(await focusedLabel(), "Password");
+    await page.keyboard.type(person.password);
+    await page.keyboard.press("Enter");
+    await page.getByText(`Signed in as`).waitFor();
+  });
+
+  it("keeps an ordinary user off the admin page", async () => {
     await page.goto(`${BASE_URL}/admin/users`);
     await ready();
     await page.getByRole("heading", { name: "Not allowed" }).waitFor();
