@@ -133,7 +133,7 @@ describe("the web client", { concurrency: false }, () => {
     await accessible();
   });
 
-  it("answers an unknown API path with the API's 404, not the client", async () => {
+  it("answers an unknown API path with the API's 404, client routes with index.html, bundles for good", async () => {
     const res = await fetch(`${BASE_URL}/api/v1/nothing-here`);
     assert.equal(res.status, 404);
     assert.match(res.headers.get("content-type"), /application\/problem\+json/);
@@ -142,6 +142,12 @@ describe("the web client", { concurrency: false }, () => {
     assert.match(await route.text(), /<div id="app">/);
     assert.equal(route.headers.get("cache-control"), "no-cache");
     assert.match(route.headers.get("content-security-policy"), /script-src 'self'/);
+    const script = (await (await fetch(`${BASE_URL}/`)).text()).match(/src="(\/assets\/[^"]+\.js)"/)?.[1];
+    assert.ok(script, "index.html names its hashed bundle");
+    const asset = await fetch(`${BASE_URL}${script}`);
+    assert.equal(asset.status, 200);
+    assert.equal(asset.headers.get("cache-control"), "public, max-age=31536000, immutable");
+    assert.equal((await fetch(`${BASE_URL}/assets/missing-0000.js`)).status, 404);
   });
 
   it("signs up, showing the password rules as one types and the server's verdict by the field", async () => {
