@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: unit and integration tests against the real Postgres and Redis.
+# Runs every test: unit and integration tests against the real Postgres and Redis, and the web
+# client end to end in headless Chromium (scripts/test-web.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
@@ -12,4 +13,5 @@ scripts/check-deps.sh
 cargo build --bin db --bin local --bin migrate --bin health
 scripts/check-watch.sh
 scripts/check-contract.sh
+scripts/test-web.sh
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -1979,3 +1979,283 @@ fn rt() -> tokio::runtime::Runtime {
         .build()
         .expect("a runtime")
 }
+
+/// The distribution, and the resource a `!Ref`/`!GetAtt` in one of its behaviors names.
+fn distribution_config(resources: &BTreeMap<String, Value>) -> Value {
+    let distributions = of_type(resources, "AWS::CloudFront::Distribution");
+    let (_, distribution) = distributions
+        .iter()
+        .next()
+        .expect("a CloudFront distribution");
+    distribution["Properties"]["DistributionConfig"].clone()
+}
+
+fn behavior(config: &Value, pattern: Option<&str>) -> Value {
+    match pattern {
+        None => config["DefaultCacheBehavior"].clone(),
+        Some(pattern) => config["CacheBehaviors"]
+            .as_sequence()
+            .and_then(|b| {
+                b.iter()
+                    .find(|b| b["PathPattern"].as_str() == Some(pattern))
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("a cache behavior for {pattern}")),
+    }
+}
+
+fn referenced<'a>(resources: &'a BTreeMap<String, Value>, v: &Value, ty: &str) -> &'a Value {
+    let id = ref_target(v)
+        .map(str::to_owned)
+        .or_else(|| getatt_target(v))
+        .unwrap_or_else(|| panic!("a reference to a {ty}, not {v:?}"));
+    let resource = &resources[&id];
+    assert_eq!(resource["Type"].as_str(), Some(ty), "{id} is a {ty}");
+    &resource["Properties"]
+}
+
+/// A custom header a response headers policy sets, and whether it overrides the origin's.
+fn custom_header(policy: &Value, name: &str) -> Option<(String, bool)> {
+    policy["ResponseHeadersPolicyConfig"]["CustomHeadersConfig"]["Items"]
+        .as_sequence()?
+        .iter()
+        .find(|h| {
+            h["Header"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+        .map(|h| (text(&h["Value"]), is_true(&h["Override"])))
+}
+
+/// Runs the site's CloudFront Function (cloudfront-js) in node on each path; the URIs it
+/// forwards to the bucket.
+fn rewritten(code: &str, paths: &[&str]) -> Vec<String> {
+    let script = format!(
+        "{code}\nfor (const uri of {paths}) console.log(handler({{ request: {{ uri, headers: {{}} }} }}).uri);",
+        paths = serde_json::to_string(paths).expect("paths")
+    );
+    let out = std::process::Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .output()
+        .expect("node runs (scripts/test-web.sh needs it too)");
+    assert!(
+        out.status.success(),
+        "the function runs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_site_answers_client_routes_with_index_html_and_never_the_api() {
+    let template = template();
+    let resources = resources(&template);
+    let config = distribution_config(&resources);
+    let default = behavior(&config, None);
+    assert_eq!(text(&default["TargetOriginId"]), "site");
+    let associations = default["FunctionAssociations"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    let viewer_request = associations
+        .iter()
+        .find(|a| a["EventType"].as_str() == Some("viewer-request"))
+        .expect("the site behavior runs a viewer-request function");
+    let function = referenced(
+        &resources,
+        &viewer_request["FunctionARN"],
+        "AWS::CloudFront::Function",
+    );
+    assert!(
+        is_true(&function["AutoPublish"]),
+        "the function is published"
+    );
+    let code = function["FunctionCode"].as_str().expect("inline code");
+    let paths = [
+        "/",
+        "/profile",
+        "/admin/users",
+        "/uploads/",
+        "/assets/index-abc123.js",
+        "/favicon.ico",
+        "/index.html",
+        "/api",
+        "/api/v1/users/me",
+        "/api/v1/nothing",
+    ];
+    assert_eq!(
+        rewritten(code, &paths),
+        [
+            "/index.html",
+            "/index.html",
+            "/index.html",
+            "/index.html",
+            "/assets/index-abc123.js",
+            "/favicon.ico",
+            "/index.html",
+            "/api",
+            "/api/v1/users/me",
+            "/api/v1/nothing",
+        ]
+    );
+    // The API's behaviors run no site function, and no error response of the distribution
+    // (they apply to every behavior) turns the API's errors into the client's page.
+    for pattern in ["/api/*", "/health", "/ready"] {
+        let api = behavior(&config, Some(pattern));
+        assert_eq!(text(&api["TargetOriginId"]), "api", "{pattern}");
+        assert!(
+            api["FunctionAssociations"].is_null(),
+            "{pattern} runs no site function"
+        );
+    }
+    assert!(
+        config["CustomErrorResponses"].is_null(),
+        "no distribution-wide error page"
+    );
+}
+
+#[test]
+fn hashed_assets_are_cached_for_good_and_index_html_is_always_revalidated() {
+    let template = template();
+    let resources = resources(&template);
+    let config = distribution_config(&resources);
+
+    let assets = behavior(&config, Some("/assets/*"));
+    assert_eq!(text(&assets["TargetOriginId"]), "site");
+    let cache = &referenced(
+        &resources,
+        &assets["CachePolicyId"],
+        "AWS::CloudFront::CachePolicy",
+    )["CachePolicyConfig"];
+    for ttl in ["MinTTL", "DefaultTTL", "MaxTTL"] {
+        assert_eq!(cache[ttl].as_u64(), Some(31_536_000), "assets' {ttl}");
+    }
+    let headers = referenced(
+        &resources,
+        &assets["ResponseHeadersPolicyId"],
+        "AWS::CloudFront::ResponseHeadersPolicy",
+    );
+    let (value, overrides) = custom_header(headers, "Cache-Control").expect("Cache-Control");
+    assert!(value.contains("max-age=31536000") && value.contains("immutable"));
+    assert!(overrides);
+
+    let default = behavior(&config, None);
+    let cache = &referenced(
+        &resources,
+        &default["CachePolicyId"],
+        "AWS::CloudFront::CachePolicy",
+    )["CachePolicyConfig"];
+    assert_eq!(
+        cache["MinTTL"].as_u64(),
+        Some(0),
+        "index.html may be revalidated"
+    );
+    assert_eq!(cache["DefaultTTL"].as_u64(), Some(0));
+    let headers = referenced(
+        &resources,
+        &default["ResponseHeadersPolicyId"],
+        "AWS::CloudFront::ResponseHeadersPolicy",
+    );
+    assert_eq!(
+        custom_header(headers, "Cache-Control"),
+        Some(("no-cache".to_owned(), true))
+    );
+}
+
+#[test]
+fn the_site_has_a_strict_content_security_policy_on_every_page_and_asset() {
+    let template = template();
+    let resources = resources(&template);
+    let config = distribution_config(&resources);
+    for pattern in [None, Some("/assets/*")] {
+        let site = behavior(&config, pattern);
+        let policy = referenced(
+            &resources,
+            &site["ResponseHeadersPolicyId"],
+            "AWS::CloudFront::ResponseHeadersPolicy",
+        );
+        let security = &policy["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"];
+        let csp = &security["ContentSecurityPolicy"];
+        assert!(
+            is_true(&csp["Override"]),
+            "{pattern:?}: the policy overrides"
+        );
+        let csp = text(&csp["ContentSecurityPolicy"]);
+        let directive = |name: &str| {
+            csp.split(';')
+                .map(str::trim)
+                .find_map(|d| d.strip_prefix(name).map(str::trim).map(str::to_owned))
+                .unwrap_or_else(|| panic!("{pattern:?}: the CSP has {name}: {csp}"))
+        };
+        assert_eq!(directive("default-src"), "'none'");
+        assert_eq!(directive("script-src"), "'self'");
+        assert_eq!(directive("style-src"), "'self'");
+        assert_eq!(directive("object-src"), "'none'");
+        assert_eq!(directive("base-uri"), "'none'");
+        assert_eq!(directive("frame-ancestors"), "'none'");
+        let connect = directive("connect-src");
+        assert!(connect.starts_with("'self'"), "{connect}");
+        assert!(
+            connect.contains("${UploadsBucket}.s3."),
+            "the client may PUT to the uploads bucket's presigned URLs: {connect}"
+        );
+        for loose in ["'unsafe-inline'", "'unsafe-eval'", "*", "http:", "https: "] {
+            assert!(
+                !csp.split_whitespace().any(|w| w == loose.trim()),
+                "{pattern:?}: the CSP allows {loose}: {csp}"
+            );
+        }
+        assert!(is_true(&security["StrictTransportSecurity"]["Override"]));
+        assert_eq!(
+            security["StrictTransportSecurity"]["AccessControlMaxAgeSec"].as_u64(),
+            Some(31_536_000)
+        );
+        assert!(is_true(&security["ContentTypeOptions"]["Override"]));
+    }
+}
+
+#[test]
+fn the_deploy_publishes_the_built_client_with_its_caching_and_invalidates_index_html() {
+    let deploy = yaml(".github/workflows/deploy.yml");
+    let all: Vec<Value> = jobs(&deploy).values().flat_map(steps).collect();
+    let position = |what: &str, pred: &dyn Fn(&str) -> bool| {
+        all.iter()
+            .position(|s| pred(s["run"].as_str().unwrap_or_default()))
+            .unwrap_or_else(|| panic!("a deploy step {what}"))
+    };
+    let build = position("builds web/", &|run| run.contains("npm run build"));
+    assert_eq!(
+        all[build]["working-directory"].as_str(),
+        Some("web"),
+        "the build runs in web/"
+    );
+    let publish = position("publishes the client", &|run| run.contains("aws s3 sync"));
+    assert!(
+        build < publish,
+        "the client is built before it is published"
+    );
+    let run = all[publish]["run"].as_str().unwrap_or_default();
+    let syncs: Vec<&str> = run
+        .split("aws ")
+        .filter(|c| c.starts_with("s3 sync"))
+        .collect();
+    let assets = syncs
+        .iter()
+        .find(|c| c.contains("web/dist/assets"))
+        .expect("the hashed assets are synced");
+    assert!(assets.contains("immutable") && assets.contains("max-age=31536000"));
+    let entry = syncs
+        .iter()
+        .find(|c| c.contains("web/dist ") && c.contains("--exclude \"assets/*\""))
+        .expect("the rest of web/dist is synced");
+    assert!(entry.contains("--cache-control \"no-cache\""));
+    let invalidation = run
+        .split("aws ")
+        .find(|c| c.starts_with("cloudfront create-invalidation"))
+        .expect("an invalidation");
+    assert!(invalidation.contains("/index.html"), "{invalidation}");
+}

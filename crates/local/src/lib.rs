@@ -2,6 +2,7 @@
 //! On Lambda each group runs alone; this crate only merges what they expose.
 
 pub mod seed;
+pub mod site;
 
 use axum::Router;
 use platform::Platform;

@@ -1,7 +1,8 @@
 //! `local`: every route group in one process on 127.0.0.1:$PORT, for development.
 //!
 //! In development and test it first creates the database if needed and applies pending
-//! migrations. It stops gracefully on Ctrl-C and SIGTERM: in-flight requests finish first.
+//! migrations. When the web client is built (`web/dist`, or `WEB_DIST`), it serves it at `/`
+//! beside the API (`local::site`). It stops gracefully on Ctrl-C and SIGTERM: in-flight requests finish first.
 
 use std::net::SocketAddr;
 
@@ -42,9 +43,17 @@ async fn run() -> anyhow::Result<()> {
         }
     }
 
-    let app = local::app(&state)
-        .await?
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let mut app = local::app(&state).await?;
+    match local::site::dist_dir() {
+        Some(dir) => {
+            tracing::info!(dir = %dir.display(), "serving the web client at /");
+            let storage = config.aws_endpoint_url.as_deref().map(origin_of);
+            let csp = local::site::content_security_policy(storage.as_deref());
+            app = local::site::with_client(app, dir, &csp)?;
+        }
+        None => tracing::info!("no web client built (web/dist): serving the API only"),
+    }
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     // Ready before listening: a client that can connect is served at once.
     platform::metrics::mark_ready();
     let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
@@ -58,6 +67,13 @@ async fn run() -> anyhow::Result<()> {
         .context("serving")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `scheme://host[:port]` of a URL: presigned URLs point there, so the client may connect to it.
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{authority}")
 }
 
 async fn shutdown_signal() {
