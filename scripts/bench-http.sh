@@ -106,3 +106,30 @@ join <(echo "$before_redis" | sort) <(echo "$after_redis" | sort) -a2 -e0 -o 0,1
 echo "(Commands a Lua script runs are counted too: \`evalsha\` is the one round trip; the"
 echo "\`incr\`, \`pttl\` and \`get\` under it run inside it.)"
 awk -v n="$requests" -v a="$before_pg" -v b="$after_pg" 'BEGIN { printf "| Postgres transactions (bench database) | %.3f |\n", (b - a) / n }'
+
+# Round trips of a refresh: 200 in a row on one session, each with the previous answer's token.
+refresh_token=$(curl -fs -H 'content-type: application/json' \
+  -d "{\"email\":\"chain-$(date +%s%N)@example.com\",\"password\":\"correct horse battery staple\",\"name\":\"Chain\"}" \
+  "http://$OURS/api/v1/auth/register" | python3 -c 'import json,sys; print(json.load(sys.stdin)["refresh_token"])')
+sleep 1.5
+before_redis=$(commandstats) before_pg=$(xacts)
+python3 - "$OURS" "$refresh_token" <<'PY'
+import json, sys, urllib.request
+host, token = sys.argv[1], sys.argv[2]
+for _ in range(200):
+    req = urllib.request.Request(f"http://{host}/api/v1/auth/refresh", method="POST",
+                                 data=json.dumps({"refresh_token": token}).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req) as res:
+        token = json.load(res)["refresh_token"]
+PY
+sleep 1.5
+after_redis=$(commandstats) after_pg=$(xacts)
+echo
+echo "Per POST /api/v1/auth/refresh (200 in a row):"
+echo
+echo "| counter | per request |"
+echo "|---|---:|"
+join <(echo "$before_redis" | sort) <(echo "$after_redis" | sort) -a2 -e0 -o 0,1.2,2.2 |
+  awk '{d = $3 - $2; if (d > 0) printf "| Redis %s | %.3f |\n", substr($1, 9), d / 200}'
+awk -v a="$before_pg" -v b="$after_pg" 'BEGIN { printf "| Postgres transactions (bench database) | %.3f |\n", (b - a) / 200 }'
