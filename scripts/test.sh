@@ -8,6 +8,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 scripts/check-infra.sh
 scripts/check-deps.sh
+scripts/check-containers.sh
+scripts/check-supply.sh
 # The backup tests run the `db` binary, which cargo only builds for its own package's tests.
 cargo build --bin db --bin local --bin migrate --bin health
 scripts/check-watch.sh
