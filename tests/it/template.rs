@@ -490,7 +490,7 @@ fn deploy_jobs_need_every_ci_job_to_have_passed() {
 
 /// The commands that tests and the scripts they run start, and what must install each on a
 /// GitHub runner (words one of ci.yml's steps must contain).
-const STARTED_TOOLS: [(&str, &str, &[&str]); 5] = [
+const STARTED_TOOLS: [(&str, &str, &[&str]); 6] = [
     (
         "/usr/lib/postgresql/15/bin",
         "the Postgres 15 server binaries (initdb, pg_ctl)",
@@ -500,6 +500,7 @@ const STARTED_TOOLS: [(&str, &str, &[&str]); 5] = [
     ("moto_server", "moto", &["moto[server]"]),
     ("openssl", "openssl", &["openssl"]),
     ("cargo-nextest", "cargo-nextest", &["cargo-nextest"]),
+    ("/usr/sbin/nginx", "nginx", &["nginx"]),
 ];
 
 #[test]
@@ -1680,7 +1681,10 @@ fn cloudfront_redirects_http_and_a_custom_domain_allows_tls_1_2_or_newer_only() 
         ref_target(&custom["AcmCertificateArn"]) == Some("CertificateArn"),
         "the custom domain's branch uses the CertificateArn parameter"
     );
-    assert_eq!(custom["MinimumProtocolVersion"].as_str(), Some("TLSv1.2_2021"));
+    assert_eq!(
+        custom["MinimumProtocolVersion"].as_str(),
+        Some("TLSv1.2_2021")
+    );
     assert_eq!(custom["SslSupportMethod"].as_str(), Some("sni-only"));
     let param = &template["Parameters"]["CertificateArn"];
     assert!(
@@ -1727,9 +1731,15 @@ fn a_hosted_zone_gets_alias_records_for_the_custom_domain_only() {
         condition_text.contains("UseCustomDomain") && condition_text.contains("HostedZoneId"),
         "{id} exists only with a custom domain and a zone: {condition_text}"
     );
-    assert_eq!(ref_target(&group["Properties"]["HostedZoneId"]), Some("HostedZoneId"));
+    assert_eq!(
+        ref_target(&group["Properties"]["HostedZoneId"]),
+        Some("HostedZoneId")
+    );
     let mut types = BTreeSet::new();
-    for record in group["Properties"]["RecordSets"].as_sequence().expect("records") {
+    for record in group["Properties"]["RecordSets"]
+        .as_sequence()
+        .expect("records")
+    {
         assert_eq!(ref_target(&record["Name"]), Some("DomainName"));
         let alias = &record["AliasTarget"];
         assert_eq!(
@@ -1751,7 +1761,10 @@ fn a_hosted_zone_gets_alias_records_for_the_custom_domain_only() {
         "IPv4 and IPv6 (the distribution has IPv6 on)"
     );
     let rule = text(&template["Rules"]["HostedZoneNeedsDomain"]);
-    assert!(rule.contains("DomainName"), "a zone without a domain is refused");
+    assert!(
+        rule.contains("DomainName"),
+        "a zone without a domain is refused"
+    );
 }
 
 #[test]
@@ -1791,7 +1804,10 @@ fn ci_runs_the_image_builds_coverage_advisories_and_npm_audit() {
     );
 
     let all_runs: String = jobs.values().map(runs).collect::<Vec<_>>().join("\n");
-    assert!(all_runs.contains("cargo llvm-cov report --lcov"), "an lcov report");
+    assert!(
+        all_runs.contains("cargo llvm-cov report --lcov"),
+        "an lcov report"
+    );
     assert!(
         all_runs.contains("GITHUB_STEP_SUMMARY") && all_runs.contains("--summary-only"),
         "the coverage totals go to the job summary"
