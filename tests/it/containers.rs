@@ -630,7 +630,6 @@ impl Nginx {
             .replace("${API_UPSTREAM}", api)
             .replace("${UPLOADS_ORIGIN}", Self::UPLOADS_ORIGIN)
             .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"))
-            .replace("listen [::]:8080;", "")
             .replace(
                 "root /usr/share/nginx/html;",
                 &format!("root {};", html.display()),
