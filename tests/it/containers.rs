@@ -499,7 +499,10 @@ fn cloudfront_site_headers() -> BTreeMap<String, String> {
     };
     headers.insert(
         "content-security-policy".into(),
-        csp.replace("https://${UploadsBucket}.s3.${AWS::Region}.${AWS::URLSuffix}", "UPLOADS"),
+        csp.replace(
+            "https://${UploadsBucket}.s3.${AWS::Region}.${AWS::URLSuffix}",
+            "UPLOADS",
+        ),
     );
     if !config["ContentTypeOptions"].is_null() {
         headers.insert("x-content-type-options".into(), "nosniff".into());
