@@ -714,9 +714,10 @@ impl Nginx {
                 &format!("root {};", html.display()),
             );
         std::fs::write(dir.join("site.conf"), site).expect("site.conf");
-        // The image's own nginx.conf around it, with paths inside this test's folder.
+        // The image's own nginx.conf around it, with paths inside this test's folder; one process
+        // (no master and workers), so that stopping the child stops nginx.
         let main = format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
              events {{}}\nhttp {{\n  include /etc/nginx/mime.types;\n  access_log off;\n  \
              client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
              fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
