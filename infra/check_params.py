@@ -119,6 +119,8 @@ def check_values(template: dict, params: dict[str, str], env: str) -> list[str]:
         errors.append(f"{env}: Environment must be {env!r} in infra/{env}.json")
     if params.get("DomainName") and not params.get("CertificateArn"):
         errors.append(f"{env}: DomainName needs CertificateArn")
+    if params.get("HostedZoneId") and not params.get("DomainName"):
+        errors.append(f"{env}: HostedZoneId needs DomainName")
     return errors
 
 

@@ -4,6 +4,7 @@ mod support;
 
 mod auth;
 mod backup;
+mod containers;
 mod contract;
 mod error_reports;
 mod health;

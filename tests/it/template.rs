@@ -490,7 +490,7 @@ fn deploy_jobs_need_every_ci_job_to_have_passed() {
 
 /// The commands that tests and the scripts they run start, and what must install each on a
 /// GitHub runner (words one of ci.yml's steps must contain).
-const STARTED_TOOLS: [(&str, &str, &[&str]); 5] = [
+const STARTED_TOOLS: [(&str, &str, &[&str]); 6] = [
     (
         "/usr/lib/postgresql/15/bin",
         "the Postgres 15 server binaries (initdb, pg_ctl)",
@@ -500,6 +500,7 @@ const STARTED_TOOLS: [(&str, &str, &[&str]); 5] = [
     ("moto_server", "moto", &["moto[server]"]),
     ("openssl", "openssl", &["openssl"]),
     ("cargo-nextest", "cargo-nextest", &["cargo-nextest"]),
+    ("/usr/sbin/nginx", "nginx", &["nginx"]),
 ];
 
 #[test]
@@ -2258,4 +2259,183 @@ fn the_deploy_publishes_the_built_client_with_its_caching_and_invalidates_index_
         .find(|c| c.starts_with("cloudfront create-invalidation"))
         .expect("an invalidation");
     assert!(invalidation.contains("/index.html"), "{invalidation}");
+}
+
+fn distribution_of(template: &Value) -> Value {
+    let resources = resources(template);
+    let distributions = of_type(&resources, "AWS::CloudFront::Distribution");
+    assert_eq!(distributions.len(), 1, "one CloudFront distribution");
+    distributions.into_values().next().expect("distribution")["Properties"]["DistributionConfig"]
+        .clone()
+}
+
+#[test]
+fn cloudfront_redirects_http_and_a_custom_domain_allows_tls_1_2_or_newer_only() {
+    let template = template();
+    let config = distribution_of(&template);
+    let mut behaviours = vec![config["DefaultCacheBehavior"].clone()];
+    behaviours.extend(
+        config["CacheBehaviors"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    for behaviour in &behaviours {
+        let policy = behaviour["ViewerProtocolPolicy"].as_str();
+        assert!(
+            matches!(policy, Some("redirect-to-https" | "https-only")),
+            "{}: plain HTTP is redirected or refused, got {policy:?}",
+            behaviour["PathPattern"].as_str().unwrap_or("default")
+        );
+    }
+    // `!If [UseCustomDomain, {custom certificate}, {default certificate}]`.
+    let certificate = untag(&config["ViewerCertificate"]);
+    let custom = &certificate[1];
+    assert!(
+        ref_target(&custom["AcmCertificateArn"]) == Some("CertificateArn"),
+        "the custom domain's branch uses the CertificateArn parameter"
+    );
+    assert_eq!(
+        custom["MinimumProtocolVersion"].as_str(),
+        Some("TLSv1.2_2021")
+    );
+    assert_eq!(custom["SslSupportMethod"].as_str(), Some("sni-only"));
+    let param = &template["Parameters"]["CertificateArn"];
+    assert!(
+        param["AllowedPattern"]
+            .as_str()
+            .is_some_and(|p| p.contains(":acm:us-east-1:")),
+        "CloudFront takes certificates from us-east-1 only"
+    );
+}
+
+#[test]
+fn the_site_sends_hsts_for_a_year_with_subdomains() {
+    let template = template();
+    let config = distribution_of(&template);
+    let policy = ref_target(&config["DefaultCacheBehavior"]["ResponseHeadersPolicyId"])
+        .expect("the site's behaviour uses a headers policy of the stack")
+        .to_owned();
+    let hsts = &template["Resources"][policy.as_str()]["Properties"]["ResponseHeadersPolicyConfig"]
+        ["SecurityHeadersConfig"]["StrictTransportSecurity"];
+    assert!(
+        hsts["AccessControlMaxAgeSec"].as_u64() >= Some(31_536_000),
+        "at least a year, as the API sends: {hsts:?}"
+    );
+    assert_eq!(hsts["IncludeSubdomains"].as_bool(), Some(true));
+    assert_eq!(
+        hsts["Override"].as_bool(),
+        Some(true),
+        "the policy's value wins over an origin's"
+    );
+}
+
+#[test]
+fn a_hosted_zone_gets_alias_records_for_the_custom_domain_only() {
+    let template = template();
+    let zone = &template["Parameters"]["HostedZoneId"];
+    assert_eq!(zone["Default"].as_str(), Some(""), "optional");
+    let resources = resources(&template);
+    let groups = of_type(&resources, "AWS::Route53::RecordSetGroup");
+    assert_eq!(groups.len(), 1, "one record set group for the site");
+    let (id, group) = groups.into_iter().next().expect("group");
+    let condition = group["Condition"].as_str().expect("a conditional resource");
+    let condition_text = text(&template["Conditions"][condition]);
+    assert!(
+        condition_text.contains("UseCustomDomain") && condition_text.contains("HostedZoneId"),
+        "{id} exists only with a custom domain and a zone: {condition_text}"
+    );
+    assert_eq!(
+        ref_target(&group["Properties"]["HostedZoneId"]),
+        Some("HostedZoneId")
+    );
+    let mut types = BTreeSet::new();
+    for record in group["Properties"]["RecordSets"]
+        .as_sequence()
+        .expect("records")
+    {
+        assert_eq!(ref_target(&record["Name"]), Some("DomainName"));
+        let alias = &record["AliasTarget"];
+        assert_eq!(
+            getatt_target(&alias["DNSName"]).as_deref(),
+            Some("Distribution"),
+            "{id}: an alias to the distribution"
+        );
+        assert_eq!(text(&alias["DNSName"]), "Distribution.DomainName");
+        assert_eq!(
+            alias["HostedZoneId"].as_str(),
+            Some("Z2FDTNDATAQYW2"),
+            "CloudFront's fixed hosted zone"
+        );
+        types.insert(record["Type"].as_str().expect("type").to_owned());
+    }
+    assert_eq!(
+        types,
+        BTreeSet::from(["A".into(), "AAAA".into()]),
+        "IPv4 and IPv6 (the distribution has IPv6 on)"
+    );
+    let rule = text(&template["Rules"]["HostedZoneNeedsDomain"]);
+    assert!(
+        rule.contains("DomainName"),
+        "a zone without a domain is refused"
+    );
+}
+
+#[test]
+fn ci_runs_the_image_builds_coverage_advisories_and_npm_audit() {
+    let ci = yaml(".github/workflows/ci.yml");
+    let jobs = jobs(&ci);
+    let uses_with = |job: &Value, action: &str| -> Vec<Value> {
+        job["steps"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s["uses"].as_str().is_some_and(|u| u.starts_with(action)))
+            .map(|s| s["with"].clone())
+            .collect()
+    };
+    let builds: Vec<Value> = jobs
+        .values()
+        .flat_map(|j| uses_with(j, "docker/build-push-action"))
+        .collect();
+    let built: BTreeSet<(String, String)> = builds
+        .iter()
+        .map(|w| {
+            (
+                w["file"].as_str().unwrap_or("Dockerfile").to_owned(),
+                w["target"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        built.contains(&("Dockerfile".into(), "api".into())),
+        "the api image is built: {built:?}"
+    );
+    assert!(
+        built.iter().any(|(file, _)| file == "web/Dockerfile"),
+        "the web image is built: {built:?}"
+    );
+
+    let all_runs: String = jobs.values().map(runs).collect::<Vec<_>>().join("\n");
+    assert!(
+        all_runs.contains("cargo llvm-cov report --lcov"),
+        "an lcov report"
+    );
+    assert!(
+        all_runs.contains("GITHUB_STEP_SUMMARY") && all_runs.contains("--summary-only"),
+        "the coverage totals go to the job summary"
+    );
+    let artifacts: Vec<Value> = jobs
+        .values()
+        .flat_map(|j| uses_with(j, "actions/upload-artifact"))
+        .collect();
+    assert!(
+        artifacts
+            .iter()
+            .any(|w| w["path"].as_str().is_some_and(|p| p.contains("lcov"))),
+        "the lcov file is uploaded"
+    );
+    assert!(all_runs.contains("cargo deny check advisories"));
+    assert!(all_runs.contains("npm audit"));
 }
