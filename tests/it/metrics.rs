@@ -202,7 +202,7 @@ async fn the_local_server_writes_one_metric_line_per_request_by_route_template()
         )
         .await;
     client
-        .send(M::GET, "/no/such/page/4242", "unmatched", None, None)
+        .send(M::GET, "/api/v1/no/such/page/4242", "unmatched", None, None)
         .await;
     client
         .send(
