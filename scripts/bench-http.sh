@@ -23,6 +23,8 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
 scripts/services.sh >/dev/null
+# The uploads bucket in the S3 emulator (an existing one answers 409).
+curl -s -o /dev/null -X PUT http://127.0.0.1:5000/backend-uploads || true
 # A Redis of the bench's own, so that its command counts are the servers' alone.
 REDIS_PORT=6391
 redis-server --port $REDIS_PORT --save '' --appendonly no >/tmp/bench-redis.log 2>&1 &
@@ -34,7 +36,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
 fi
 psql -q "postgres://postgres@127.0.0.1:5432/postgres" -c "DROP DATABASE IF EXISTS $OURS_DB WITH (FORCE)"
 DATABASE_URL=postgres://postgres@127.0.0.1:5432/$OURS_DB ./target/release/db create-database >/dev/null
-APP_ENV=development PORT=3191 LOG_LEVEL=warn RATE_LIMIT_MAX=1000000000 DB_POOL_MAX=10 \
+AWS_ENDPOINT_URL=http://127.0.0.1:5000 APP_ENV=development PORT=3191 LOG_LEVEL=warn RATE_LIMIT_MAX=1000000000 DB_POOL_MAX=10 \
   DATABASE_URL=postgres://postgres@127.0.0.1:5432/$OURS_DB ./target/release/local >/tmp/bench-local.log 2>&1 &
 pids+=($!)
 peer=""
@@ -94,7 +96,7 @@ wrk -t2 -c"$CONNS" -d2s -H "authorization: Bearer $ours_token" "http://$OURS/api
 sleep 1.5
 before_redis=$(commandstats) before_pg=$(xacts)
 requests=$(wrk -t2 -c"$CONNS" -d5s -s scripts/bench-wrk.lua -H "authorization: Bearer $ours_token" "http://$OURS/api/v1/users/me" | awk '$1=="RESULT" {print $7}')
-sleep 1.5 # Postgres publishes a backend's statistics at most once a second
+sleep 11 # a backend publishes its statistics within 10 s of going idle (PGSTAT_IDLE_INTERVAL)
 after_redis=$(commandstats) after_pg=$(xacts)
 echo
 echo "Per cached GET /api/v1/users/me ($requests requests):"
@@ -123,7 +125,7 @@ for _ in range(200):
     with urllib.request.urlopen(req) as res:
         token = json.load(res)["refresh_token"]
 PY
-sleep 1.5
+sleep 11
 after_redis=$(commandstats) after_pg=$(xacts)
 echo
 echo "Per POST /api/v1/auth/refresh (200 in a row):"

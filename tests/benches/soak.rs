@@ -241,7 +241,9 @@ async fn main() -> anyhow::Result<()> {
 
     let (db, connection) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
-    let mut redis = redis::Client::open("redis://127.0.0.1:6379")?
+    let redis_url =
+        std::env::var("SOAK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut redis = redis::Client::open(redis_url)?
         .get_multiplexed_async_connection()
         .await?;
 
