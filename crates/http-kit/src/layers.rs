@@ -27,8 +27,9 @@ use platform::{Platform, config::Config};
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// helmet 8's defaults, with a Content-Security-Policy fit for a JSON API.
-const SECURITY_HEADERS: [(&str, &str); 12] = [
+/// helmet 8's defaults but its Content-Security-Policy: every answer of the API carries them, and
+/// the local server's web client too (`local::site`).
+pub const HELMET_HEADERS: [(&str, &str); 11] = [
     (
         "strict-transport-security",
         "max-age=31536000; includeSubDomains",
@@ -43,11 +44,10 @@ const SECURITY_HEADERS: [(&str, &str); 12] = [
     ("x-download-options", "noopen"),
     ("x-permitted-cross-domain-policies", "none"),
     ("x-xss-protection", "0"),
-    (
-        "content-security-policy",
-        "default-src 'none'; frame-ancestors 'none'",
-    ),
 ];
+
+/// The API's Content-Security-Policy, fit for JSON answers.
+const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// Wraps a route group (or several merged) into the servable app: the 404 fallback and every
 /// layer of "Behaviour on every response". Route groups carry no fallback of their own, so
@@ -82,19 +82,17 @@ pub fn app(routes: Router, state: &Platform) -> Router {
                 .on_response(log_response)
                 .on_failure(()),
         );
-    for (name, value) in SECURITY_HEADERS {
-        let (name, value) = (
+    for (name, value) in HELMET_HEADERS {
+        router = router.layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
-        );
-        // A page that must run its own scripts (the API reference) sets its own policy; every
-        // other header is the same on every answer.
-        router = if name == header::CONTENT_SECURITY_POLICY {
-            router.layer(SetResponseHeaderLayer::if_not_present(name, value))
-        } else {
-            router.layer(SetResponseHeaderLayer::overriding(name, value))
-        };
+        ));
     }
+    // A page that must run its own scripts (the API reference) sets its own policy.
+    router = router.layer(SetResponseHeaderLayer::if_not_present(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(API_CONTENT_SECURITY_POLICY),
+    ));
     router
         // Every answer is per-user or live state: nothing may be cached on the way.
         .layer(SetResponseHeaderLayer::if_not_present(

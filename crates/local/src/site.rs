@@ -40,24 +40,6 @@ pub fn content_security_policy(storage: Option<&str>) -> String {
     )
 }
 
-/// helmet's defaults beside the site's own policy (the API's answers carry them too).
-const HEADERS: [(&str, &str); 11] = [
-    (
-        "strict-transport-security",
-        "max-age=31536000; includeSubDomains",
-    ),
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "SAMEORIGIN"),
-    ("referrer-policy", "no-referrer"),
-    ("cross-origin-opener-policy", "same-origin"),
-    ("cross-origin-resource-policy", "same-origin"),
-    ("origin-agent-cluster", "?1"),
-    ("x-dns-prefetch-control", "off"),
-    ("x-download-options", "noopen"),
-    ("x-permitted-cross-domain-policies", "none"),
-    ("x-xss-protection", "0"),
-];
-
 #[derive(Clone)]
 struct Site {
     api: Router,
@@ -130,7 +112,8 @@ async fn dispatch(State(site): State<Site>, req: Request) -> Response {
         header::CACHE_CONTROL,
         HeaderValue::from_static(if found { cache } else { NO_CACHE }),
     );
-    for (name, value) in HEADERS {
+    // helmet's defaults beside the site's own policy, as the API's answers carry them.
+    for (name, value) in http_kit::layers::HELMET_HEADERS {
         headers.insert(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
