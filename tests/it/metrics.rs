@@ -202,7 +202,7 @@ async fn the_local_server_writes_one_metric_line_per_request_by_route_template()
         )
         .await;
     client
-        .send(M::GET, "/api/v1/no/such/page/4242", "unmatched", None, None)
+        .send(M::GET, "/api/v1/no/such/page/zqxv", "unmatched", None, None)
         .await;
     client
         .send(
@@ -321,7 +321,7 @@ async fn the_local_server_writes_one_metric_line_per_request_by_route_template()
         access.as_str(),
         user_id.as_str(),
         stranger.as_str(),
-        "4242",
+        "zqxv",
         "127.0.0.1",
     ] {
         assert!(
