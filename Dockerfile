@@ -42,15 +42,13 @@ FROM gcr.io/distroless/cc-debian12:nonroot AS api
 COPY --from=builder /src/target/release/local /usr/local/bin/local
 COPY --from=builder /src/target/release/db /usr/local/bin/db
 COPY migrations/ /opt/app/migrations/
-COPY infra/rds-ca.pem /opt/app/rds-ca.pem
 # Listens on every interface of the container; everything else comes from the platform's
 # environment (README "Configuration"). APP_ENV=production needs real secrets: JWT_SECRET and
 # the database URL, or their Secrets Manager ARNs.
 ENV APP_ENV=production \
     BIND_ADDRESS=0.0.0.0 \
     PORT=3000 \
-    MIGRATIONS_DIR=/opt/app/migrations \
-    DATABASE_CA_CERT=/opt/app/rds-ca.pem
+    MIGRATIONS_DIR=/opt/app/migrations
 # 65532 is distroless's `nonroot`.
 USER 65532:65532
 EXPOSE 3000

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The Fargate tasks' entrypoint: runs `db backup` or `db drill`, then reports the outcome as the
 # backup function does, with one EMF line on stdout: BackupSucceeded or DrillSucceeded, 1 or 0,
-# in the namespace Backend/Backup with the dimension Environment (APP_ENV). The awslogs driver
-# ships the line to CloudWatch Logs, which turns it into the metric the alarms watch; `db` itself
-# reports nothing but its exit status.
+# in the namespace Backend/Backup with the dimension Environment (APP_ENV). Before it, a `db` that
+# finished writes its own line (`--metrics`): BackupBytes and BackupDuration, or DrillBytes and
+# DrillDuration. The awslogs driver ships the lines to CloudWatch Logs, which turns them into the
+# metrics the alarms and the dashboard show.
 #
 #   entrypoint backup   DATABASE_URL names the primary without a password; ECS injects the
 #                       master password as DATABASE_PASSWORD, which is added here, percent-encoded.
@@ -85,7 +86,7 @@ if [ "$task" = drill ]; then
 fi
 
 export DATABASE_URL=$url
-timeout --kill-after=60s "${TASK_TIMEOUT:-6h}" db "$task" &
+timeout --kill-after=60s "${TASK_TIMEOUT:-6h}" db "$task" --metrics &
 child=$!
 # As PID 1 this shell would ignore SIGTERM; pass it on instead, then wait for db's own exit.
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT

@@ -49,15 +49,15 @@ fn function_crates() -> BTreeSet<String> {
         .collect()
 }
 
-/// Logical id of each SAM function, by the binary its CodeUri points at.
+/// Logical id of each SAM function, by the function crate its CodeUri points at.
 fn sam_functions(resources: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
     resources
         .iter()
         .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
         .filter_map(|(id, r)| {
             let uri = r["Properties"]["CodeUri"].as_str()?;
-            let binary = uri.trim_end_matches('/').strip_prefix("target/lambda/")?;
-            Some((binary.to_owned(), id.clone()))
+            let name = uri.trim_end_matches('/').strip_prefix("functions/")?;
+            Some((name.to_owned(), id.clone()))
         })
         .collect()
 }
@@ -109,14 +109,67 @@ fn every_function_crate_has_a_sam_function_built_by_cargo_lambda() {
             Some("arm64"),
             "{name}"
         );
+        // `sam build` runs cargo-lambda in the crate's own folder (so cargo resolves that
+        // crate's features alone) and builds its binary of the same name.
+        let metadata = &resources[id]["Metadata"];
+        assert_eq!(
+            metadata["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{name}: built by sam build with cargo-lambda"
+        );
+        assert_eq!(
+            metadata["BuildProperties"]["Binary"].as_str(),
+            Some(name.as_str()),
+            "{name}: the binary sam build copies"
+        );
+        let manifest = repo_file(&format!("functions/{name}/Cargo.toml"));
         assert!(
-            resources[id]
-                .get("Metadata")
-                .and_then(|m| m.get("BuildMethod"))
-                .is_none(),
-            "{name}: SAM must not build"
+            manifest.contains(&format!("name = \"{name}\"")),
+            "functions/{name}/Cargo.toml names the package {name}"
         );
     }
+}
+
+/// A zip holds only the bootstrap: nothing may point at a file beside it, which no build step
+/// puts there any more (the RDS CA bundle and the migrations are compiled in).
+#[test]
+fn no_function_reads_a_file_the_build_does_not_ship() {
+    let text = repo_file("template.yaml");
+    assert!(
+        !text.contains("/var/task/"),
+        "template.yaml points a function at a file in /var/task"
+    );
+}
+
+/// CI and the deploy build the functions with `sam build`, and the deploy ships what it built:
+/// a `sam deploy` of template.yaml itself would zip each crate's source folder.
+#[test]
+fn the_pipeline_deploys_what_sam_build_built() {
+    let ci = repo_file(".github/workflows/ci.yml");
+    assert!(ci.contains("scripts/sam-build.sh"), "ci.yml runs sam build");
+    let deploy = repo_file(".github/workflows/deploy.yml");
+    assert!(
+        deploy.contains("scripts/sam-build.sh"),
+        "deploy.yml runs sam build"
+    );
+    let deploys: Vec<&str> = deploy
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("sam deploy "))
+        .collect();
+    assert!(deploys.len() >= 2, "deploy.yml runs sam deploy");
+    for line in deploys {
+        assert!(
+            line.contains("--template-file .aws-sam/build/template.yaml")
+                || line.contains("--template-file .rollback-template.yaml"),
+            "deploy.yml deploys an unbuilt template: {line}"
+        );
+    }
+    let run = repo_file(".ci/run");
+    assert!(
+        run.contains("scripts/sam-build.sh"),
+        ".ci/run runs sam build"
+    );
 }
 
 #[test]

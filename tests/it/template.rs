@@ -1938,6 +1938,10 @@ fn the_dashboard_charts_every_request_metric_the_functions_write() {
     for other in [
         "Backend/Backup/BackupSucceeded",
         "Backend/Backup/DrillSucceeded",
+        "Backend/Backup/BackupBytes",
+        "Backend/Backup/BackupDuration",
+        "Backend/Backup/DrillBytes",
+        "Backend/Backup/DrillDuration",
         "AWS/ElastiCache/Evictions",
         "AWS/RDS/ReplicaLag",
         "CloudWatchSynthetics/SuccessPercent",

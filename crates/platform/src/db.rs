@@ -6,8 +6,8 @@
 //!   checked with a round trip before it is handed out again.
 //! - A server-side statement timeout, set as a startup option.
 //! - TLS through rustls with certificate and host name verification when the URL asks for
-//!   `sslmode=require`, `verify-ca` or `verify-full` (RDS): the public web roots plus the PEM bundle
-//!   in `DATABASE_CA_CERT` (the RDS CA bundle) or the URL's `sslrootcert`.
+//!   `sslmode=require`, `verify-ca` or `verify-full` (RDS): the public web roots, the RDS CA bundle
+//!   compiled into the binary, and any PEM bundle in `DATABASE_CA_CERT` or the URL's `sslrootcert`.
 //! - Queries go through `query_typed`/`execute_typed`, which use unnamed statements, so that RDS
 //!   Proxy can multiplex connections without pinning them.
 
@@ -134,11 +134,33 @@ impl ConnectTarget {
     }
 }
 
+/// The RDS certificate authorities of every region (AWS's global bundle, "Using SSL/TLS to
+/// encrypt a connection to a DB instance", RDS user guide), compiled in so that a function's zip
+/// holds nothing but its `bootstrap` and no deploy step copies a file beside it.
+const RDS_CA_BUNDLE: &[u8] = include_bytes!("../../../infra/rds-ca.pem");
+
 fn tls_connector(
     ca_path: Option<&str>,
 ) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    let roots = root_store(ca_path)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("choosing TLS versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// What a database certificate may chain to.
+fn root_store(ca_path: Option<&str>) -> anyhow::Result<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in rustls_pemfile::certs(&mut &RDS_CA_BUNDLE[..]) {
+        roots
+            .add(cert.context("reading the built-in RDS CA bundle")?)
+            .context("adding an RDS CA certificate")?;
+    }
     if let Some(path) = ca_path {
         let file =
             File::open(path).with_context(|| format!("opening the database CA bundle {path}"))?;
@@ -148,13 +170,7 @@ fn tls_connector(
                 .context("adding a database CA certificate")?;
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("choosing TLS versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+    Ok(roots)
 }
 
 /// Whether a Postgres error means the database is unavailable (503) rather than a bug (500).
@@ -432,5 +448,26 @@ mod ca_bundle_tests {
     fn the_rds_ca_bundle_in_the_repository_loads() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/rds-ca.pem");
         super::tls_connector(Some(path)).expect("the RDS CA bundle parses");
+    }
+
+    /// Without DATABASE_CA_CERT (a function's zip holds only its bootstrap), a certificate from
+    /// RDS in any region still chains to a trusted root.
+    #[test]
+    fn the_rds_roots_are_trusted_without_a_bundle_file() {
+        let rds: Vec<_> = rustls_pemfile::certs(&mut &super::RDS_CA_BUNDLE[..])
+            .collect::<Result<_, _>>()
+            .expect("the built-in RDS CA bundle parses");
+        for region in ["us-east-1", "eu-west-1", "ap-southeast-2"] {
+            assert!(
+                rds.iter()
+                    .any(|c| c.windows(region.len()).any(|w| w == region.as_bytes())),
+                "no RDS CA for {region}"
+            );
+        }
+        let roots = super::root_store(None).expect("the built-in roots");
+        assert_eq!(
+            roots.len(),
+            webpki_roots::TLS_SERVER_ROOTS.len() + rds.len()
+        );
     }
 }

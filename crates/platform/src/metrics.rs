@@ -26,7 +26,9 @@ use std::{
 use serde_json::{Map, Value, json};
 
 pub const NAMESPACE: &str = "Backend";
-/// Backups and restore drills: `BackupSucceeded` and `DrillSucceeded`, by `Environment`.
+/// Backups and restore drills, by `Environment`: `BackupSucceeded` and `DrillSucceeded` (1 or 0),
+/// and for a run that finished `BackupBytes`/`DrillBytes` (the compressed dump written or
+/// restored) and `BackupDuration`/`DrillDuration` (milliseconds).
 pub const BACKUP_NAMESPACE: &str = "Backend/Backup";
 /// The route of a request that matched no route (the 404 fallback): never the raw path.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -41,7 +43,12 @@ pub fn function_name() -> &'static str {
 
 /// Emits one value of `name` in `namespace`, with the given dimensions.
 pub fn emit(namespace: &str, name: &str, value: i64, unit: &str, dimensions: &[(&str, &str)]) {
-    write_line(&line(namespace, name, value, unit, dimensions).to_string());
+    emit_all(namespace, &[(name, value, unit)], dimensions);
+}
+
+/// Emits the values of one event (`(name, value, unit)`) as one EMF line.
+pub fn emit_all(namespace: &str, values: &[(&str, i64, &str)], dimensions: &[(&str, &str)]) {
+    write_line(&lines(namespace, values, dimensions).to_string());
 }
 
 /// The EMF object for one value.
@@ -52,7 +59,16 @@ pub fn line(
     unit: &str,
     dimensions: &[(&str, &str)],
 ) -> Value {
+    lines(namespace, &[(name, value, unit)], dimensions)
+}
+
+/// The EMF object for the values of one event.
+pub fn lines(namespace: &str, values: &[(&str, i64, &str)], dimensions: &[(&str, &str)]) -> Value {
     let names: Vec<&str> = dimensions.iter().map(|(n, _)| *n).collect();
+    let metrics: Vec<Value> = values
+        .iter()
+        .map(|(name, _, unit)| json!({ "Name": name, "Unit": unit }))
+        .collect();
     let mut line = Map::new();
     line.insert(
         "_aws".into(),
@@ -61,14 +77,16 @@ pub fn line(
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
                 "Dimensions": [names],
-                "Metrics": [{ "Name": name, "Unit": unit }],
+                "Metrics": metrics,
             }],
         }),
     );
     for (dimension, value) in dimensions {
         line.insert((*dimension).into(), json!(value));
     }
-    line.insert(name.into(), json!(value));
+    for (name, value, _) in values {
+        line.insert((*name).into(), json!(value));
+    }
     Value::Object(line)
 }
 
@@ -401,6 +419,32 @@ mod tests {
         assert_eq!(metric["Metrics"][0]["Name"], "DrillSucceeded");
         assert_eq!(l["Environment"], "production");
         assert_eq!(l["DrillSucceeded"], 0);
+    }
+
+    #[test]
+    fn one_line_carries_every_value_of_an_event_with_its_unit() {
+        let l = lines(
+            BACKUP_NAMESPACE,
+            &[
+                ("BackupSucceeded", 1, "Count"),
+                ("BackupBytes", 52_341, "Bytes"),
+                ("BackupDuration", 1_250, "Milliseconds"),
+            ],
+            &[("Environment", "staging")],
+        );
+        let metric = &l["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(
+            metric["Metrics"],
+            json!([
+                { "Name": "BackupSucceeded", "Unit": "Count" },
+                { "Name": "BackupBytes", "Unit": "Bytes" },
+                { "Name": "BackupDuration", "Unit": "Milliseconds" },
+            ])
+        );
+        assert_eq!(l["BackupSucceeded"], 1);
+        assert_eq!(l["BackupBytes"], 52_341);
+        assert_eq!(l["BackupDuration"], 1_250);
+        assert_eq!(l["Environment"], "staging");
     }
 
     #[tokio::test]

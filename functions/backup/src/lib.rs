@@ -1,7 +1,8 @@
 //! The scheduled tasks, each an EventBridge input to the backup function:
 //!
 //! - `{"task":"backup"}` (daily): a logical backup of the primary to the backups bucket, then
-//!   the `BackupSucceeded` metric (1 or 0);
+//!   one EMF line with `BackupSucceeded` (1 or 0), `BackupDuration` (milliseconds) and, when it
+//!   was written, `BackupBytes` (the compressed dump);
 //! - `{"task":"maintenance"}` (daily): objects no upload row names (a file PUT through its URL
 //!   after its account was deleted) are removed, and uploads never completed within 24 hours
 //!   are removed, their objects and their rows.
@@ -10,7 +11,7 @@
 //! weekly restore drill is not a task here: it runs as `db drill` in an ECS task with a Postgres
 //! of its own, so that it never restores into the production database (see template.yaml).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 pub use domain::files::ABANDONED_AFTER;
@@ -48,21 +49,30 @@ impl Tasks {
     pub async fn run(&self, task: Task) -> anyhow::Result<Value> {
         match task {
             Task::Backup => {
+                let started = Instant::now();
                 let result = self.backup().await;
-                self.succeeded("BackupSucceeded", result.is_ok());
+                let bytes = result.as_ref().ok().and_then(|r| r["bytes"].as_i64());
+                self.report_backup(bytes, started.elapsed());
                 result
             }
             Task::Maintenance => self.maintenance().await,
         }
     }
 
-    fn succeeded(&self, metric: &str, ok: bool) {
+    /// `bytes` is the dump's size when the backup was written, `None` when it failed.
+    fn report_backup(&self, bytes: Option<i64>, took: Duration) {
         let environment = self.config.app_env.to_string();
-        metrics::emit(
+        let took = i64::try_from(took.as_millis()).unwrap_or(i64::MAX);
+        let mut values = vec![
+            ("BackupSucceeded", i64::from(bytes.is_some()), "Count"),
+            ("BackupDuration", took, "Milliseconds"),
+        ];
+        if let Some(bytes) = bytes {
+            values.push(("BackupBytes", bytes, "Bytes"));
+        }
+        metrics::emit_all(
             metrics::BACKUP_NAMESPACE,
-            metric,
-            i64::from(ok),
-            "Count",
+            &values,
             &[("Environment", &environment)],
         );
     }

@@ -1,7 +1,7 @@
 //! The backup function's scheduled tasks, run as EventBridge invokes them.
 
 use backup::{Task, Tasks};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_postgres::types::Type;
 
 use super::Fixture;
@@ -29,8 +29,34 @@ async fn the_backup_task_writes_a_backup_that_the_drill_restores() {
     fx.fill().await;
     let tasks = Tasks::new(fx.config()).await;
 
+    let capture = platform::metrics::Capture::start();
+    let started = std::time::Instant::now();
     let done = tasks.run(Task::Backup).await.expect("backup task");
+    let took = started.elapsed();
     let key = done["key"].as_str().expect("key").to_owned();
+    // One EMF line: the result, the dump's size as written to S3, and the time it took.
+    let metric = only_metric_line(&capture);
+    assert_eq!(metric["BackupSucceeded"], 1, "{metric}");
+    assert_eq!(metric["BackupBytes"], done["bytes"], "{metric}");
+    let object = fx
+        .s3
+        .head_object()
+        .bucket(&fx.bucket)
+        .key(&key)
+        .send()
+        .await
+        .expect("the dump in S3");
+    assert_eq!(
+        metric["BackupBytes"].as_i64(),
+        object.content_length(),
+        "{metric}"
+    );
+    let reported = metric["BackupDuration"].as_u64().expect("BackupDuration");
+    assert!(
+        reported > 0 && u128::from(reported) <= took.as_millis(),
+        "BackupDuration {reported} ms, measured {took:?}"
+    );
+    assert_eq!(metric["Environment"], "test");
     assert!(fx.keys().await.contains(&pgbackup::manifest_key(&key)));
     // users, refresh_tokens, uploads, test_accounts, test_b_pause, test_savings, and one
     // schema_migrations row per migration (the repository's and the fixture's own)
@@ -63,10 +89,33 @@ async fn the_backup_task_fails_when_its_bucket_is_missing() {
     let mut config = fx.config();
     config.backup_bucket = format!("missing-{}", uuid::Uuid::new_v4().simple());
     let tasks = Tasks::new(config).await;
+    let capture = platform::metrics::Capture::start();
     tasks
         .run(Task::Backup)
         .await
         .expect_err("no bucket, no backup");
+    // Reported as a failure, with no size: nothing was written.
+    let metric = only_metric_line(&capture);
+    assert_eq!(metric["BackupSucceeded"], 0, "{metric}");
+    assert!(metric.get("BackupBytes").is_none(), "{metric}");
+    assert!(metric["BackupDuration"].is_u64(), "{metric}");
+}
+
+/// The one EMF line the task wrote, checked to declare each value it carries.
+fn only_metric_line(capture: &platform::metrics::CaptureGuard) -> Value {
+    let lines = capture.lines();
+    assert_eq!(lines.len(), 1, "one metric line: {lines:?}");
+    let line: Value = serde_json::from_str(&lines[0]).expect("EMF JSON");
+    let declared = &line["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(declared["Namespace"], "Backend/Backup");
+    for metric in declared["Metrics"].as_array().expect("Metrics") {
+        let name = metric["Name"].as_str().expect("Name");
+        assert!(
+            line[name].is_number(),
+            "{name} declared without a value: {line}"
+        );
+    }
+    line
 }
 
 #[tokio::test]

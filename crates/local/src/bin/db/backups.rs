@@ -9,6 +9,7 @@ use pgbackup::{Destination, RestoreOptions, Source};
 use platform::{
     config::Config,
     db::{self, PoolSettings},
+    metrics,
     storage::{self, S3},
 };
 use secrecy::SecretString;
@@ -18,6 +19,41 @@ pub struct BackupArgs {
     /// Write the dump to this local file (and its manifest next to it) instead of S3.
     #[arg(long, value_name = "PATH")]
     to: Option<PathBuf>,
+    /// Also print the dump's size and the time taken as one CloudWatch EMF line (BackupBytes,
+    /// BackupDuration): the Fargate task's entrypoint asks for it.
+    #[arg(long)]
+    metrics: bool,
+}
+
+#[derive(Args)]
+pub struct DrillArgs {
+    /// Also print the size restored and the time taken as one CloudWatch EMF line (DrillBytes,
+    /// DrillDuration): the Fargate task's entrypoint asks for it.
+    #[arg(long)]
+    metrics: bool,
+}
+
+/// One EMF line in the backup namespace: `<prefix>Bytes` and `<prefix>Duration`.
+fn report(config: &Config, prefix: &str, bytes: u64, took: Duration) {
+    let environment = config.app_env.to_string();
+    let bytes_name = format!("{prefix}Bytes");
+    let duration_name = format!("{prefix}Duration");
+    metrics::emit_all(
+        metrics::BACKUP_NAMESPACE,
+        &[
+            (
+                &bytes_name,
+                i64::try_from(bytes).unwrap_or(i64::MAX),
+                "Bytes",
+            ),
+            (
+                &duration_name,
+                i64::try_from(took.as_millis()).unwrap_or(i64::MAX),
+                "Milliseconds",
+            ),
+        ],
+        &[("Environment", &environment)],
+    );
 }
 
 #[derive(Args)]
@@ -60,6 +96,7 @@ pub async fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<()> {
             key: pgbackup::dump_key(chrono::Utc::now()),
         },
     };
+    let started = std::time::Instant::now();
     let mut conn = db::connect_once(&config.database_url, &settings(config)).await?;
     let manifest = pgbackup::backup(&mut conn, &destination).await?;
     let rows: u64 = manifest.tables.values().map(|t| t.rows).sum();
@@ -70,6 +107,9 @@ pub async fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<()> {
         manifest.bytes,
         Duration::from_millis(manifest.duration_ms).as_secs_f64()
     );
+    if args.metrics {
+        report(config, "Backup", manifest.bytes, started.elapsed());
+    }
     Ok(())
 }
 
@@ -157,7 +197,8 @@ pub async fn restore(config: &Config, args: RestoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn drill(config: &Config) -> anyhow::Result<()> {
+pub async fn drill(config: &Config, args: DrillArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let s3 = s3(config).await;
     let (key, restored) = pgbackup::drill(
         &s3,
@@ -174,5 +215,8 @@ pub async fn drill(config: &Config) -> anyhow::Result<()> {
         restored.rows(),
         restored.duration.as_secs_f64()
     );
+    if args.metrics {
+        report(config, "Drill", restored.manifest.bytes, started.elapsed());
+    }
     Ok(())
 }

@@ -43,7 +43,7 @@ enum Command {
     /// Restore a backup into an empty database, and check it against its manifest.
     Restore(backups::RestoreArgs),
     /// Restore the newest backup in BACKUP_BUCKET into a scratch database, check it, drop it.
-    Drill,
+    Drill(backups::DrillArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -67,7 +67,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Backup(args) => return backups::backup(&config, args).await,
         Command::Restore(args) => return backups::restore(&config, args).await,
-        Command::Drill => return backups::drill(&config).await,
+        Command::Drill(args) => return backups::drill(&config, args).await,
         _ => {}
     }
     if let Command::CreateDatabase = command {
@@ -112,7 +112,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         | Command::CreateDatabase
         | Command::Backup(_)
         | Command::Restore(_)
-        | Command::Drill => unreachable!("handled above"),
+        | Command::Drill(_) => unreachable!("handled above"),
     }
     Ok(())
 }
