@@ -472,3 +472,23 @@ async fn a_function_on_lambda_names_itself_in_its_metric_lines_and_reports_its_c
     assert_eq!(number(&lines[1], "ColdStart"), 0.0);
     assert!(lines[1].get("InitDuration").is_none(), "{}", lines[1]);
 }
+
+#[tokio::test]
+async fn with_emf_metrics_off_requests_are_served_and_write_no_metric_line() {
+    let app = TestApp::spawn_with(Settings::default().set("EMF_METRICS", "false")).await;
+    let routes = Router::new().route("/probe/{thing}", get(|| async { "ok" }));
+    let router = http_kit::app(routes, &app.state);
+    let capture = platform::metrics::Capture::start();
+    let mut req = request(Method::GET, "/probe/x")
+        .body(Body::empty())
+        .expect("req");
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(app.peer));
+    let res = crate::support::send_to(&router, req).await;
+    assert_eq!(res.status, 200);
+    assert!(
+        res.headers.contains_key("x-request-id"),
+        "the other layers still run"
+    );
+    assert_eq!(capture.lines(), Vec::<String>::new());
+}

@@ -7,7 +7,7 @@
 use axum::{
     Router,
     body::Body,
-    extract::Request,
+    extract::{Request, State},
     http::{HeaderName, HeaderValue, Method, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -102,7 +102,7 @@ pub fn app(routes: Router, state: &Platform) -> Router {
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, RequestIds))
         .layer(middleware::map_request(drop_insane_request_id))
-        .layer(middleware::from_fn(measure))
+        .layer(middleware::from_fn_with_state(config.emf_metrics, measure))
 }
 
 /// Whether a request was its process's first, for the access log's `cold_start`.
@@ -111,7 +111,7 @@ struct ColdStart(bool);
 
 /// Counts and times the request, and writes its one metric line when the answer is ready.
 /// Outermost, so that its latency covers every other layer and it sees every status.
-async fn measure(mut req: Request, next: Next) -> Response {
+async fn measure(State(emit): State<bool>, mut req: Request, next: Next) -> Response {
     use axum::extract::MatchedPath;
     let started = std::time::Instant::now();
     let cold_start = platform::metrics::take_cold_start();
@@ -126,15 +126,23 @@ async fn measure(mut req: Request, next: Next) -> Response {
     let trace_id = reporting
         .then(|| req.headers().get("x-amzn-trace-id").cloned())
         .flatten();
-    let (res, used) = platform::metrics::RequestMetrics::scope(next.run(req)).await;
+    // The scope also carries the cause of a 5xx to the error report.
+    let (res, used) = if emit || reporting {
+        let (res, used) = platform::metrics::RequestMetrics::scope(next.run(req)).await;
+        (res, Some(used))
+    } else {
+        (next.run(req).await, None)
+    };
     let status = res.status().as_u16();
-    used.finish(&platform::metrics::Outcome {
-        route,
-        method: method.as_str(),
-        status,
-        latency: started.elapsed(),
-        cold_start,
-    });
+    if emit && let Some(used) = &used {
+        used.finish(&platform::metrics::Outcome {
+            route,
+            method: method.as_str(),
+            status,
+            latency: started.elapsed(),
+            cold_start,
+        });
+    }
     if reporting && res.status().is_server_error() {
         let env_trace_id = std::env::var("_X_AMZN_TRACE_ID").ok();
         platform::error_tracking::report(platform::error_tracking::FailedRequest {
@@ -150,7 +158,7 @@ async fn measure(mut req: Request, next: Next) -> Response {
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .or(env_trace_id.as_deref()),
-            failure: used.failure(),
+            failure: used.as_ref().and_then(|used| used.failure()),
         })
         .await;
     }

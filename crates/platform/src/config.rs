@@ -97,6 +97,9 @@ pub struct Config {
     pub rate_limit_max: u32,
     pub rate_limit_window: Duration,
     pub trust_forwarded_for: bool,
+    /// `EMF_METRICS` (default `true`): one CloudWatch EMF line per request. `false` leaves only
+    /// the logs, for a platform whose log pipeline makes no metrics of them.
+    pub emf_metrics: bool,
     /// `ORIGIN_VERIFY_SECRET`: the value CloudFront sends as `X-Origin-Verify`. Requests without
     /// it are refused; unset, they are all allowed in development and test, and all refused in
     /// staging and production (`http_kit::origin_verify`).
@@ -295,6 +298,7 @@ impl Config {
             rate_limit_window: env
                 .duration_or("RATE_LIMIT_WINDOW", Duration::from_secs(15 * 60))?,
             trust_forwarded_for: env.parse_or("TRUST_FORWARDED_FOR", false, "true or false")?,
+            emf_metrics: env.parse_or("EMF_METRICS", true, "true or false")?,
             origin_verify_secret: env.get("ORIGIN_VERIFY_SECRET").map(Into::into),
             origin_verify_previous_secret: env.get("ORIGIN_VERIFY_PREVIOUS_SECRET").map(Into::into),
             log_level: env.get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
