@@ -164,6 +164,23 @@ fn the_pipeline_deploys_what_sam_build_built() {
                 || line.contains("--template-file .rollback-template.yaml"),
             "deploy.yml deploys an unbuilt template: {line}"
         );
+        // Given a template in another folder, sam looks for samconfig.toml beside it.
+        if line.contains(".aws-sam/build/") {
+            assert!(
+                line.contains("--config-file \"$PWD/samconfig.toml\""),
+                "deploy.yml's sam deploy of the built template names its configuration: {line}"
+            );
+        }
+    }
+    // A `sam deploy --config-env ENV` by hand deploys the built template too.
+    let samconfig = repo_file("samconfig.toml");
+    let templates: Vec<&str> = samconfig
+        .lines()
+        .filter(|l| l.starts_with("template_file"))
+        .collect();
+    assert!(!templates.is_empty(), "samconfig.toml names the template");
+    for line in templates {
+        assert_eq!(line, "template_file = \".aws-sam/build/template.yaml\"");
     }
     let run = repo_file(".ci/run");
     assert!(
