@@ -13,6 +13,7 @@ pub mod state;
 #[cfg(feature = "s3")]
 pub mod storage;
 pub mod telemetry;
+pub mod traces;
 pub mod work;
 
 pub use state::{Platform, Refresh, install_crypto_provider};
