@@ -29,10 +29,14 @@ pub fn init(log_level: &str) {
 /// layer beside the log layer ([`crate::traces`]). The HTTP functions and the local server.
 pub fn init_traced(config: &Config) {
     use tracing_subscriber::layer::SubscriberExt;
-    let subscriber = tracing_subscriber::registry()
-        .with(log_layer(&config.log_level, io::stdout))
-        .with(crate::traces::layer(config));
-    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+    let logs = tracing_subscriber::registry().with(log_layer(&config.log_level, io::stdout));
+    // Without traces the stack is the logs' alone: an absent (`None`) layer in it would make
+    // the call sites of the spans made for traces ask again at every call instead of never.
+    let installed = match crate::traces::layer(config) {
+        Some(traces) => tracing::subscriber::set_global_default(logs.with(traces)),
+        None => tracing::subscriber::set_global_default(logs),
+    };
+    if installed.is_ok() {
         log_panics();
     }
 }
