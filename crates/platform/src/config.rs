@@ -455,6 +455,32 @@ mod tests {
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
+    #[test]
+    fn traces_need_an_http_endpoint_and_are_named_after_the_function() {
+        let off = config(&[]).expect("valid");
+        assert!(off.otel_exporter_otlp_endpoint.is_none());
+        assert_eq!(off.otel_service_name, "local");
+        let on = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "backend-users"),
+            ("APP_ENV", "test"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            on.otel_exporter_otlp_endpoint.as_deref(),
+            Some("http://localhost:4318")
+        );
+        assert_eq!(on.otel_service_name, "backend-users");
+        let named = config(&[("OTEL_SERVICE_NAME", "api")]).expect("valid");
+        assert_eq!(named.otel_service_name, "api");
+        let err =
+            config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318")]).expect_err("refused");
+        assert!(
+            err.to_string().contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            "{err}"
+        );
+    }
+
     fn refusal(vars: &[(&str, &str)]) -> String {
         match config(vars) {
             Ok(_) => panic!("{vars:?} was accepted"),
