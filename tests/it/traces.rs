@@ -173,6 +173,7 @@ impl Local {
             )
             .env("JWT_SECRET", "test-secret-that-is-long-enough-0123456789")
             .env("LOG_LEVEL", "info")
+            .env("AWS_ENDPOINT_URL", crate::support::moto::ENDPOINT)
             .env_remove("AWS_LAMBDA_FUNCTION_NAME")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -238,6 +239,11 @@ impl Local {
     /// Register, log in, read the profile (that one with an X-Ray trace header, as API Gateway
     /// sends it). Answers the request ids, the secrets the client held, and the email.
     async fn register_login_me(&self) -> ([String; 3], Vec<String>) {
+        let (ids, secrets, _) = self.register_login_me_with_token().await;
+        (ids, secrets)
+    }
+
+    async fn register_login_me_with_token(&self) -> ([String; 3], Vec<String>, String) {
         use reqwest::Method as M;
         let email = format!("traced-{}@example.com", uuid::Uuid::new_v4().simple());
         let (status, registered, body) = self
@@ -286,6 +292,7 @@ impl Local {
                 first_refresh,
                 email,
             ],
+            bearer,
         )
     }
 
@@ -338,11 +345,26 @@ async fn the_local_server_sends_a_span_per_request_with_its_postgres_and_redis_c
         ],
     )
     .await;
-    let (request_ids, secrets) = local.register_login_me().await;
+    let (request_ids, secrets, bearer) = local.register_login_me_with_token().await;
+    // An upload's presigned URL: an S3 operation of the SDK (signed, never sent).
+    let (status, _, body) = local
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/uploads",
+            &[("authorization", &bearer)],
+            Some(json!({"filename": "notes.txt", "content_type": "text/plain", "size": 12})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let upload_url = body["upload_url"]
+        .as_str()
+        .expect("a presigned URL")
+        .to_owned();
     let routes = [
         "POST /api/v1/auth/register",
         "POST /api/v1/auth/login",
         "GET /api/v1/users/me",
+        "POST /api/v1/uploads",
     ];
     let spans = receiver
         .wait_for(Duration::from_secs(10), |spans| {
@@ -362,6 +384,24 @@ async fn the_local_server_sends_a_span_per_request_with_its_postgres_and_redis_c
         Some(&any_value::Value::StringValue("local".into())),
         "the service is the function's name"
     );
+
+    let s3 = spans
+        .iter()
+        .find(|s| s.name == "POST /api/v1/uploads")
+        .map(|upload| children_of(&spans, upload))
+        .unwrap_or_default();
+    assert!(
+        s3.iter().any(|s| s.name == "S3.PutObject"
+            && text(s, "rpc.service") == Some("S3")
+            && text(s, "rpc.method") == Some("PutObject")),
+        "the SDK's operation span, inside its request:\n{all}"
+    );
+    // The signature of the URL the client got is nowhere in a span.
+    let signature = upload_url
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("X-Amz-Signature="))
+        .expect("a signed URL");
+    assert!(!all.contains(signature), "{all}");
 
     for ((route, request_id), template) in routes.iter().zip(&request_ids).zip([
         "/api/v1/auth/register",

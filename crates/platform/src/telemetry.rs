@@ -102,6 +102,11 @@ impl<S> tracing_subscriber::layer::Filter<S> for NotTraceOnly {
             tracing::subscriber::Interest::always()
         }
     }
+
+    /// No limit of its own, so that `LOG_LEVEL`'s stays the logs' fast path.
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
 }
 
 /// A panic is logged as one JSON error line (redacted like any other) instead of raw stderr.

@@ -142,6 +142,11 @@ impl<S> Filter<S> for Traced {
             Interest::never()
         }
     }
+
+    /// The AWS SDK's operation spans are `debug`; the others `info`.
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::DEBUG)
+    }
 }
 
 /// Whether a call site is one the log lines must not see: the spans made for traces only.
