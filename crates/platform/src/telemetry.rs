@@ -33,7 +33,14 @@ pub fn init_traced(config: &Config) {
     // Without traces the stack is the logs' alone: an absent (`None`) layer in it would make
     // the call sites of the spans made for traces ask again at every call instead of never.
     let installed = match crate::traces::layer(config) {
-        Some(traces) => tracing::subscriber::set_global_default(logs.with(traces)),
+        Some((traces, exporting)) => {
+            let installed = tracing::subscriber::set_global_default(logs.with(traces));
+            // A second call keeps the first subscriber, and its traces or none.
+            if installed.is_ok() {
+                exporting.start();
+            }
+            installed
+        }
         None => tracing::subscriber::set_global_default(logs),
     };
     if installed.is_ok() {

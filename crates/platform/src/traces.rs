@@ -48,9 +48,19 @@ pub fn enabled() -> bool {
     PROVIDER.get().is_some()
 }
 
+/// A provider whose layer is not installed yet: [`Exporting::start`] once it is.
+pub(crate) struct Exporting(SdkTracerProvider);
+
+impl Exporting {
+    /// The layer is the process's: requests may now join their traces.
+    pub(crate) fn start(self) {
+        let _ = PROVIDER.set(self.0);
+    }
+}
+
 /// The OpenTelemetry layer for the process's subscriber, when `OTEL_EXPORTER_OTLP_ENDPOINT` is
 /// set; `None` (and nothing built) otherwise. Call once, from [`crate::telemetry::init_traced`].
-pub(crate) fn layer<S>(config: &Config) -> Option<impl tracing_subscriber::Layer<S>>
+pub(crate) fn layer<S>(config: &Config) -> Option<(impl tracing_subscriber::Layer<S>, Exporting)>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
@@ -91,13 +101,15 @@ where
         .with_resource(resource)
         .build();
     let tracer = provider.tracer("backend");
-    PROVIDER.set(provider).ok()?;
     let layer = tracing_opentelemetry::OpenTelemetryLayer::new(tracer)
         .with_location(false)
         .with_threads(false)
         .with_target(false)
         .with_tracked_inactivity(false);
-    Some(tracing_subscriber::Layer::with_filter(layer, Traced))
+    Some((
+        tracing_subscriber::Layer::with_filter(layer, Traced),
+        Exporting(provider),
+    ))
 }
 
 /// Sends every finished span now and waits until they are out (at most the export timeout).
