@@ -115,6 +115,11 @@ async fn a_5xx_and_a_panic_are_reported_with_their_request_and_without_secrets_a
         request(method, path)
             .header(header::AUTHORIZATION, "Bearer client-token-secret")
             .header(header::COOKIE, "refresh_token=cookie-token-secret")
+            // API Gateway's trace header: the report names the trace the request's logs name.
+            .header(
+                "x-amzn-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+            )
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(
                 r#"{"email":"reported@example.com","password":"body-password-secret"}"#,
@@ -165,6 +170,9 @@ async fn a_5xx_and_a_panic_are_reported_with_their_request_and_without_secrets_a
     assert_eq!(crash["tags"]["function"], "local");
     assert_eq!(crash["release"], "0123abcd");
     assert_eq!(crash["environment"], "test");
+    let trace_id = "5759e988bd862e3fe1be46a994272793";
+    assert_eq!(crash["tags"]["trace_id"], trace_id);
+    assert_eq!(crash["contexts"]["trace"]["trace_id"], trace_id);
     let cause = crash["exception"]["values"][0]["value"]
         .as_str()
         .expect("the cause");

@@ -21,5 +21,6 @@ mod secrets;
 mod settings;
 mod shutdown;
 mod template;
+mod traces;
 mod uploads;
 mod users;

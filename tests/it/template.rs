@@ -2443,3 +2443,63 @@ fn ci_runs_the_image_builds_coverage_advisories_and_npm_audit() {
     assert!(all_runs.contains("cargo deny check advisories"));
     assert!(all_runs.contains("npm audit"));
 }
+
+#[test]
+fn the_opentelemetry_collector_layer_is_optional_and_receives_every_functions_traces() {
+    let template = template();
+    let parameter = &template["Parameters"]["OtelCollectorLayerArn"];
+    assert_eq!(
+        parameter["Default"].as_str(),
+        Some(""),
+        "without the layer, no function sends traces"
+    );
+    assert!(
+        text(&parameter["AllowedPattern"]).contains(":layer:"),
+        "only a layer version ARN is accepted: {parameter:?}"
+    );
+    let condition = &template["Conditions"]["UseOtelCollector"];
+    assert_eq!(tag(condition).as_deref(), Some("Not"), "{condition:?}");
+    assert!(
+        text(condition).contains("OtelCollectorLayerArn"),
+        "{condition:?}"
+    );
+
+    // `!If [UseOtelCollector, <then>, !Ref AWS::NoValue]`: only with the layer.
+    let only_with_the_layer = |value: &Value| -> Value {
+        assert_eq!(tag(value).as_deref(), Some("If"), "{value:?}");
+        let branches = untag(value).as_sequence().expect("the If's branches");
+        assert_eq!(branches[0].as_str(), Some("UseOtelCollector"), "{value:?}");
+        assert_eq!(ref_target(&branches[2]), Some("AWS::NoValue"), "{value:?}");
+        branches[1].clone()
+    };
+    let function = &template["Globals"]["Function"];
+    let layers = function["Layers"]
+        .as_sequence()
+        .expect("a global list of layers");
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    assert_eq!(
+        ref_target(&only_with_the_layer(&layers[0])),
+        Some("OtelCollectorLayerArn")
+    );
+    // The collector's OTLP/HTTP receiver, on the function's own host.
+    let endpoint = &function["Environment"]["Variables"]["OTEL_EXPORTER_OTLP_ENDPOINT"];
+    assert_eq!(
+        only_with_the_layer(endpoint).as_str(),
+        Some("http://localhost:4318")
+    );
+
+    // No function replaces the global list or points its traces elsewhere.
+    for (id, function) in of_type(&resources(&template), "AWS::Serverless::Function") {
+        let properties = &function["Properties"];
+        assert!(
+            properties.get("Layers").is_none(),
+            "{id} has layers of its own"
+        );
+        assert!(
+            properties["Environment"]["Variables"]
+                .get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .is_none(),
+            "{id} sends its traces elsewhere"
+        );
+    }
+}

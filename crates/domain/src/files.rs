@@ -3,8 +3,9 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use platform::db::Sql;
 use serde::Serialize;
-use tokio_postgres::{GenericClient, Row, types::Type};
+use tokio_postgres::{Row, types::Type};
 use uuid::Uuid;
 
 use platform::storage::S3;
@@ -57,7 +58,7 @@ pub fn object_key(user_id: Uuid, upload_id: Uuid) -> String {
 }
 
 pub async fn insert(
-    db: &impl GenericClient,
+    db: &impl Sql,
     id: Uuid,
     user_id: Uuid,
     filename: &str,
@@ -85,11 +86,7 @@ pub async fn insert(
 }
 
 /// The upload `id` if it belongs to `user_id`.
-pub async fn find_owned(
-    db: &impl GenericClient,
-    id: Uuid,
-    user_id: Uuid,
-) -> anyhow::Result<Option<Upload>> {
+pub async fn find_owned(db: &impl Sql, id: Uuid, user_id: Uuid) -> anyhow::Result<Option<Upload>> {
     let row = db
         .query_typed_opt(
             &format!("SELECT {COLUMNS} FROM uploads WHERE id = $1 AND user_id = $2"),
@@ -100,7 +97,7 @@ pub async fn find_owned(
     Ok(row.as_ref().map(upload))
 }
 
-pub async fn mark_ready(db: &impl GenericClient, id: Uuid) -> anyhow::Result<Option<Upload>> {
+pub async fn mark_ready(db: &impl Sql, id: Uuid) -> anyhow::Result<Option<Upload>> {
     let row = db
         .query_typed_opt(
             &format!("UPDATE uploads SET status = 'ready', completed_at = now() WHERE id = $1 RETURNING {COLUMNS}"),
@@ -111,7 +108,7 @@ pub async fn mark_ready(db: &impl GenericClient, id: Uuid) -> anyhow::Result<Opt
     Ok(row.as_ref().map(upload))
 }
 
-pub async fn delete(db: &impl GenericClient, id: Uuid) -> anyhow::Result<()> {
+pub async fn delete(db: &impl Sql, id: Uuid) -> anyhow::Result<()> {
     db.execute_typed("DELETE FROM uploads WHERE id = $1", &[(&id, Type::UUID)])
         .await
         .context("deleting an upload")?;
@@ -120,7 +117,7 @@ pub async fn delete(db: &impl GenericClient, id: Uuid) -> anyhow::Result<()> {
 
 /// One page of the user's uploads, newest first.
 pub async fn list(
-    db: &impl GenericClient,
+    db: &impl Sql,
     user_id: Uuid,
     before: Option<crate::Position>,
     limit: i64,
@@ -208,7 +205,7 @@ pub async fn delete_user_objects(s3: &S3, bucket: &str, user_id: Uuid) -> anyhow
 /// Removes uploads that were never completed within `older_than`: their objects, then their
 /// rows. Run daily by the scheduled maintenance task.
 pub async fn clean_up_abandoned(
-    db: &impl GenericClient,
+    db: &impl Sql,
     s3: &S3,
     bucket: &str,
     older_than: std::time::Duration,
@@ -243,11 +240,7 @@ pub async fn clean_up_abandoned(
 /// Removes objects under `uploads/` that no upload row names any more: a file PUT through a
 /// presigned URL after its upload or its account was deleted (the URL stays valid for its 15
 /// minutes). Run daily by the scheduled maintenance task; keys it cannot read are left alone.
-pub async fn clean_up_orphans(
-    db: &impl GenericClient,
-    s3: &S3,
-    bucket: &str,
-) -> anyhow::Result<usize> {
+pub async fn clean_up_orphans(db: &impl Sql, s3: &S3, bucket: &str) -> anyhow::Result<usize> {
     let mut removed = 0;
     let mut token = None;
     loop {

@@ -15,7 +15,7 @@ where
 {
     platform::install_crypto_provider();
     let (config, refresh) = platform::secrets::load_from_env().await?;
-    platform::telemetry::init(&config.log_level);
+    platform::telemetry::init_traced(&config);
     platform::error_tracking::init(&config);
     let platform = Platform::with_refresh(config, refresh).await?;
     close_on_shutdown(platform.clone()).await;
@@ -31,6 +31,7 @@ pub async fn close_on_shutdown(platform: Platform) {
     lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
         let closed = platform.close();
         tracing::info!(connections = closed, "shutdown: database pools closed");
+        platform::traces::shutdown();
         let _ = std::io::Write::flush(&mut std::io::stdout());
     })
     .await;
@@ -40,5 +41,51 @@ pub async fn close_on_shutdown(platform: Platform) {
 pub async fn run_on_lambda(routes: Router, platform: &Platform) -> Result<(), lambda_http::Error> {
     let app = crate::app(routes, platform);
     platform::metrics::mark_ready();
-    lambda_http::run(app).await
+    // As `lambda_http::run`, plus the traces' flush after each invocation.
+    lambda_runtime::Runtime::new(lambda_http::Adapter::from(app))
+        .layer(lambda_runtime::layers::TracingLayer::new())
+        .layer(FlushTraces)
+        .run()
+        .await
+}
+
+/// Sends an invocation's spans once its answer has been handed to Lambda, before the runtime
+/// asks for the next one (and Lambda may freeze the instance): the client never waits for it.
+/// A no-op when traces are off ([`platform::traces::flush`]).
+#[derive(Clone, Copy)]
+struct FlushTraces;
+
+impl<S> tower::Layer<S> for FlushTraces {
+    type Service = Flushing<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Flushing(inner)
+    }
+}
+
+struct Flushing<S>(S);
+
+impl<S> tower::Service<lambda_runtime::LambdaInvocation> for Flushing<S>
+where
+    S: tower::Service<lambda_runtime::LambdaInvocation, Response = (), Error = lambda_http::Error>,
+    S::Future: 'static,
+{
+    type Response = ();
+    type Error = lambda_http::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<(), Self::Error>>>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, invocation: lambda_runtime::LambdaInvocation) -> Self::Future {
+        let answered = self.0.call(invocation);
+        Box::pin(async move {
+            let result = answered.await;
+            platform::traces::flush().await;
+            result
+        })
+    }
 }

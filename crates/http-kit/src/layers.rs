@@ -105,6 +105,10 @@ pub fn app(routes: Router, state: &Platform) -> Router {
         .layer(middleware::from_fn_with_state(config.emf_metrics, measure))
 }
 
+/// Where the request span leaves the request's trace id for its error report.
+#[derive(Clone, Default)]
+struct TraceIdSlot(std::sync::Arc<std::sync::OnceLock<String>>);
+
 /// Whether a request was its process's first, for the access log's `cold_start`.
 #[derive(Clone, Copy)]
 struct ColdStart(bool);
@@ -123,9 +127,11 @@ async fn measure(State(emit): State<bool>, mut req: Request, next: Next) -> Resp
         .map_or(platform::metrics::UNMATCHED_ROUTE, MatchedPath::as_str);
     let method = req.method().clone();
     let reporting = platform::error_tracking::enabled();
-    let trace_id = reporting
-        .then(|| req.headers().get("x-amzn-trace-id").cloned())
-        .flatten();
+    // The request span learns the trace id; the report of a failure names it.
+    let trace_id = reporting.then(TraceIdSlot::default);
+    if let Some(slot) = &trace_id {
+        req.extensions_mut().insert(slot.clone());
+    }
     // The scope also carries the cause of a 5xx to the error report.
     let (res, used) = if emit || reporting {
         let (res, used) = platform::metrics::RequestMetrics::scope(next.run(req)).await;
@@ -144,7 +150,6 @@ async fn measure(State(emit): State<bool>, mut req: Request, next: Next) -> Resp
         });
     }
     if reporting && res.status().is_server_error() {
-        let env_trace_id = std::env::var("_X_AMZN_TRACE_ID").ok();
         platform::error_tracking::report(platform::error_tracking::FailedRequest {
             request_id: res
                 .headers()
@@ -156,8 +161,8 @@ async fn measure(State(emit): State<bool>, mut req: Request, next: Next) -> Resp
             status,
             trace_id: trace_id
                 .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .or(env_trace_id.as_deref()),
+                .and_then(|slot| slot.0.get())
+                .map(String::as_str),
             failure: used.as_ref().and_then(|used| used.failure()),
         })
         .await;
@@ -246,26 +251,48 @@ fn request_span<B>(req: &http::Request<B>, config: &Config) -> tracing::Span {
     let client_ip = crate::client_ip::client_ip(req, config)
         .map(|ip| ip.to_string())
         .unwrap_or_default();
-    let trace_id = req
-        .headers()
-        .get("x-amzn-trace-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| std::env::var("_X_AMZN_TRACE_ID").ok());
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
         request_id,
         platform_request_id,
         client_ip,
-        trace_id,
+        trace_id = tracing::field::Empty,
         cold_start = req.extensions().get::<ColdStart>().is_some_and(|c| c.0),
         method = %req.method(),
         // The path only: a query string may carry something secret.
         path = req.uri().path(),
-    )
+        // For traces only (`platform::traces`); the log lines leave them out.
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+    );
+    // Lambda's trace header (the invocation's), else API Gateway's.
+    let xray = req
+        .lambda_context_ref()
+        .and_then(|ctx| ctx.xray_trace_id.clone())
+        .or_else(|| {
+            req.headers()
+                .get("x-amzn-trace-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .or_else(|| std::env::var("_X_AMZN_TRACE_ID").ok());
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or(platform::metrics::UNMATCHED_ROUTE, |m| m.as_str());
+    let trace_id =
+        platform::traces::start_request(&span, xray.as_deref(), req.method().as_str(), route);
+    if let Some(trace_id) = trace_id {
+        span.record("trace_id", trace_id.as_str());
+        if let Some(slot) = req.extensions().get::<TraceIdSlot>() {
+            let _ = slot.0.set(trace_id);
+        }
+    }
+    span
 }
 
-fn log_response<B>(res: &http::Response<B>, latency: std::time::Duration, _span: &tracing::Span) {
+fn log_response<B>(res: &http::Response<B>, latency: std::time::Duration, span: &tracing::Span) {
+    platform::traces::end_request(span, res.status().as_u16());
     tracing::info!(
         status = res.status().as_u16(),
         duration_ms = latency.as_secs_f64() * 1000.0,

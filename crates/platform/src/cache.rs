@@ -5,6 +5,7 @@
 //! decide what a Redis error means (the limiter lets requests through, the cache falls back to
 //! Postgres). `rediss://` URLs use TLS (ElastiCache in-transit encryption). Every key goes
 //! through [`Cache::key`], which prefixes it, so several apps or tests can share one Redis.
+//! Each command runs in a span for traces named after the command ([`Conn`]).
 
 use std::{
     sync::{
@@ -17,6 +18,7 @@ use std::{
 use anyhow::Context;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::{ExposeSecret, SecretString};
+use tracing::Instrument;
 
 #[derive(Clone)]
 pub struct Cache {
@@ -166,11 +168,13 @@ impl Cache {
 
     /// A handle to the shared multiplexed connection; cheap to clone. Private: every call goes
     /// through [`Cache::run`] or [`Cache::run_always`], so none can miss the failover handling.
-    fn conn(&self) -> ConnectionManager {
-        self.conn
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    fn conn(&self) -> Conn {
+        Conn(
+            self.conn
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        )
     }
 
     /// Passes a result through, replacing the shared connection when it cannot be trusted any
@@ -211,7 +215,7 @@ impl Cache {
     /// breaker this small, hence the hand-written one.)
     pub async fn run<T, F, Fut>(&self, call: F) -> redis::RedisResult<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         if now_millis() < self.paused_until.load(Ordering::Relaxed) {
@@ -228,7 +232,7 @@ impl Cache {
     /// unusable and deletions of cached state, which must not be skipped while Redis may be back.
     pub async fn run_always<T, F, Fut>(&self, call: F) -> redis::RedisResult<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let started = std::time::Instant::now();
@@ -250,7 +254,7 @@ impl Cache {
     /// instead of leaving other instances to trust a cache that missed it.
     pub async fn run_critical<T, F, Fut>(&self, call: F) -> redis::RedisResult<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         match self.run_always(&call).await {
@@ -269,6 +273,65 @@ impl Cache {
         }
         result
     }
+}
+
+/// The shared connection as [`Cache::run`] hands it to a call: each command it sends runs in a
+/// span named after the command (`GET`, `EVALSHA`, `PIPELINE`), never its keys or arguments.
+/// With traces off the span is disabled where it is made, and the command goes out as is.
+#[derive(Clone)]
+pub struct Conn(ConnectionManager);
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        let span = command_span();
+        if span.is_disabled() {
+            return self.0.req_packed_command(cmd);
+        }
+        let name = match cmd.args_iter().next() {
+            Some(redis::Arg::Simple(name)) => String::from_utf8_lossy(name).to_ascii_uppercase(),
+            _ => String::new(),
+        };
+        span.record("db.operation.name", name.as_str());
+        span.record("otel.name", name);
+        Box::pin(self.0.req_packed_command(cmd).instrument(span))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        let span = command_span();
+        if span.is_disabled() {
+            return self.0.req_packed_commands(pipeline, offset, count);
+        }
+        span.record("otel.name", "PIPELINE");
+        span.record("db.operation.name", "PIPELINE");
+        Box::pin(
+            self.0
+                .req_packed_commands(pipeline, offset, count)
+                .instrument(span),
+        )
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
+
+fn command_span() -> tracing::Span {
+    tracing::info_span!(
+        target: crate::traces::TARGET,
+        "redis",
+        otel.name = tracing::field::Empty,
+        otel.kind = "client",
+        db.system = "redis",
+        db.operation.name = tracing::field::Empty,
+    )
 }
 
 fn manager_config() -> ConnectionManagerConfig {

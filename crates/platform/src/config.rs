@@ -111,6 +111,11 @@ pub struct Config {
     pub sentry_dsn: Option<SecretString>,
     /// The git commit that is running (`RELEASE`), named in error reports.
     pub release: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: where traces go (`<endpoint>/v1/traces`, OTLP over
+    /// HTTP/protobuf); unset, there are none ([`crate::traces`]).
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME`: the traces' service, by default the function's name.
+    pub otel_service_name: String,
     pub uploads_bucket: String,
     /// The largest upload a client may declare.
     pub max_upload_bytes: u64,
@@ -168,6 +173,24 @@ fn parse_allowed_origins(raw: &str, app_env: AppEnv) -> Result<Vec<String>, Conf
         origins.push(origin.to_owned());
     }
     Ok(origins)
+}
+
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`: an `http://` or `https://` URL, or empty (no traces).
+fn parse_otlp_endpoint(raw: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = raw.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let valid = ["http://", "https://"]
+        .iter()
+        .any(|scheme| raw.len() > scheme.len() && raw.starts_with(scheme));
+    if !valid {
+        return Err(ConfigError::invalid(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "an http:// or https:// URL such as http://localhost:4318",
+            &raw,
+        ));
+    }
+    Ok(Some(raw))
 }
 
 impl Config {
@@ -304,6 +327,12 @@ impl Config {
             log_level: env.get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             sentry_dsn: env.get("SENTRY_DSN").map(Into::into),
             release: env.get("RELEASE").filter(|r| !r.is_empty()),
+            otel_exporter_otlp_endpoint: parse_otlp_endpoint(
+                env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            )?,
+            otel_service_name: env.get("OTEL_SERVICE_NAME").unwrap_or_else(|| {
+                lookup("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".into())
+            }),
             uploads_bucket: env
                 .get("UPLOADS_BUCKET")
                 .unwrap_or_else(|| format!("{app_name}-uploads")),
@@ -428,6 +457,32 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn traces_need_an_http_endpoint_and_are_named_after_the_function() {
+        let off = config(&[]).expect("valid");
+        assert!(off.otel_exporter_otlp_endpoint.is_none());
+        assert_eq!(off.otel_service_name, "local");
+        let on = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "backend-users"),
+            ("APP_ENV", "test"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            on.otel_exporter_otlp_endpoint.as_deref(),
+            Some("http://localhost:4318")
+        );
+        assert_eq!(on.otel_service_name, "backend-users");
+        let named = config(&[("OTEL_SERVICE_NAME", "api")]).expect("valid");
+        assert_eq!(named.otel_service_name, "api");
+        let err =
+            config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318")]).expect_err("refused");
+        assert!(
+            err.to_string().contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            "{err}"
+        );
     }
 
     fn refusal(vars: &[(&str, &str)]) -> String {

@@ -10,13 +10,20 @@
 //!   compiled into the binary, and any PEM bundle in `DATABASE_CA_CERT` or the URL's `sslrootcert`.
 //! - Queries go through `query_typed`/`execute_typed`, which use unnamed statements, so that RDS
 //!   Proxy can multiplex connections without pinning them.
+//! - Each statement runs in a span named after it (`SELECT users`), for traces ([`Sql`]); its
+//!   parameters are never recorded.
 
 use std::{fs::File, io::BufReader, str::FromStr, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use secrecy::{ExposeSecret, SecretString};
-use tokio_postgres::{NoTls, config::SslMode};
+use tokio_postgres::{
+    GenericClient, NoTls, Row,
+    config::SslMode,
+    types::{ToSql, Type},
+};
+use tracing::Instrument;
 
 pub use deadpool_postgres::{Object as Connection, PoolError};
 
@@ -432,6 +439,80 @@ impl std::ops::DerefMut for Pooled {
     }
 }
 
+/// The statements of a pooled connection, each in its span ([`Sql`]). They shadow the client's
+/// own methods of the same names, so a handler's `conn.query_typed(..)` is traced too.
+impl Pooled {
+    fn client(&self) -> &tokio_postgres::Client {
+        &self.conn
+    }
+
+    pub async fn query_typed(
+        &self,
+        statement: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        Sql::query_typed(self.client(), statement, params).await
+    }
+
+    pub async fn query_typed_opt(
+        &self,
+        statement: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        Sql::query_typed_opt(self.client(), statement, params).await
+    }
+
+    pub async fn query_typed_one(
+        &self,
+        statement: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Row, tokio_postgres::Error> {
+        Sql::query_typed_one(self.client(), statement, params).await
+    }
+
+    pub async fn execute_typed(
+        &self,
+        statement: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        Sql::execute_typed(self.client(), statement, params).await
+    }
+
+    /// Starts a transaction (`BEGIN`, in its span); repository functions take `&*tx`.
+    pub async fn transaction(&mut self) -> Result<Tx<'_>, tokio_postgres::Error> {
+        let begun = self
+            .conn
+            .transaction()
+            .instrument(statement_span("BEGIN"))
+            .await?;
+        Ok(Tx(begun))
+    }
+}
+
+/// A transaction whose `COMMIT` and `ROLLBACK` are traced like its statements. Dropped without
+/// either, it rolls back.
+pub struct Tx<'a>(deadpool_postgres::Transaction<'a>);
+
+impl<'a> std::ops::Deref for Tx<'a> {
+    type Target = tokio_postgres::Transaction<'a>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Tx<'_> {
+    pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
+        self.0.commit().instrument(statement_span("COMMIT")).await
+    }
+
+    pub async fn rollback(self) -> Result<(), tokio_postgres::Error> {
+        self.0
+            .rollback()
+            .instrument(statement_span("ROLLBACK"))
+            .await
+    }
+}
+
 impl Drop for Pooled {
     fn drop(&mut self) {
         crate::metrics::db_time(self.handed.elapsed());
@@ -440,6 +521,39 @@ impl Drop for Pooled {
 
 fn is_password_rejected(err: &tokio_postgres::Error) -> bool {
     err.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD)
+}
+
+#[cfg(test)]
+mod statement_name_tests {
+    use super::statement_name;
+
+    #[test]
+    fn a_statement_is_named_by_its_operation_and_its_own_table() {
+        for (sql, name) in [
+            (
+                "SELECT token_generation, EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $2)\n FROM users WHERE id = $1",
+                ("SELECT", Some("users")),
+            ),
+            (
+                "SELECT jti, extract(epoch FROM expires_at)::bigint FROM revoked_access_tokens",
+                ("SELECT", Some("revoked_access_tokens")),
+            ),
+            (
+                "  INSERT INTO refresh_tokens (id, user_id) VALUES ($1, $2)",
+                ("INSERT", Some("refresh_tokens")),
+            ),
+            (
+                "UPDATE uploads SET status = 'ready from x' WHERE id = $1",
+                ("UPDATE", Some("uploads")),
+            ),
+            ("DELETE FROM users WHERE id = $1", ("DELETE", Some("users"))),
+            ("SELECT 1", ("SELECT", None)),
+            ("BEGIN", ("BEGIN", None)),
+            ("", ("", None)),
+        ] {
+            assert_eq!(statement_name(sql), name, "{sql}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -469,5 +583,175 @@ mod ca_bundle_tests {
             roots.len(),
             webpki_roots::TLS_SERVER_ROOTS.len() + rds.len()
         );
+    }
+}
+
+/// What repository functions take: a pooled connection (`&**conn`) or a transaction (`&*tx`).
+/// The typed queries of [`tokio_postgres::GenericClient`], each in a span for traces named after
+/// its statement ([`statement_name`]: `SELECT users`), with the statement's text (whose values
+/// are all `$n` parameters) and never a parameter. With traces off the span is disabled where it
+/// is made and the statement is not even read.
+pub trait Sql: Sync {
+    fn query_typed<'a>(
+        &'a self,
+        statement: &'a str,
+        params: &'a [(&'a (dyn ToSql + Sync), Type)],
+    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a;
+
+    fn query_typed_opt<'a>(
+        &'a self,
+        statement: &'a str,
+        params: &'a [(&'a (dyn ToSql + Sync), Type)],
+    ) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send + 'a;
+
+    fn query_typed_one<'a>(
+        &'a self,
+        statement: &'a str,
+        params: &'a [(&'a (dyn ToSql + Sync), Type)],
+    ) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send + 'a;
+
+    fn execute_typed<'a>(
+        &'a self,
+        statement: &'a str,
+        params: &'a [(&'a (dyn ToSql + Sync), Type)],
+    ) -> impl Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a;
+}
+
+impl<C: GenericClient + Sync> Sql for C {
+    fn query_typed<'a>(
+        &'a self,
+        statement: &'a str,
+        params: &'a [(&'a (dyn ToSql + Sync), Type)],
+    ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a {
+        GenericClient::query_typed(self, statement, params).instrument(statement_span(statement))
+    }
+
+    fn query_typed_opt<'a>(
+        &'a self,
+        statement: &'a str,
+        params: &'a [(&'a (dyn ToSql + Sync), Type)],
+    ) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send + 'a {
+        GenericClient::query_typed_opt(self, statement, params)
+            .instrument(statement_span(statement))
+    }
+
+    fn query_typed_one<'a>(
+        &'a self,
+        statement: &'a str,
+        params: &'a [(&'a (dyn ToSql + Sync), Type)],
+    ) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send + 'a {
+        GenericClient::query_typed_one(self, statement, params)
+            .instrument(statement_span(statement))
+    }
+
+    fn execute_typed<'a>(
+        &'a self,
+        statement: &'a str,
+        params: &'a [(&'a (dyn ToSql + Sync), Type)],
+    ) -> impl Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a {
+        GenericClient::execute_typed(self, statement, params).instrument(statement_span(statement))
+    }
+}
+
+/// The span of one statement: disabled (and free) unless traces are on.
+fn statement_span(statement: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: crate::traces::TARGET,
+        "postgres",
+        otel.name = tracing::field::Empty,
+        otel.kind = "client",
+        db.system = "postgresql",
+        db.operation.name = tracing::field::Empty,
+        db.collection.name = tracing::field::Empty,
+        db.query.text = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        let (operation, table) = statement_name(statement);
+        match table {
+            Some(table) => {
+                span.record("otel.name", format!("{operation} {table}"));
+                span.record("db.collection.name", table);
+            }
+            None => {
+                span.record("otel.name", operation);
+            }
+        }
+        span.record("db.operation.name", operation);
+        span.record("db.query.text", statement.trim());
+    }
+    span
+}
+
+/// A statement's operation and main table, as OpenTelemetry names a database span
+/// (`SELECT users`, `INSERT refresh_tokens`, `UPDATE uploads`): the first keyword, and the
+/// table after the statement's own `FROM`, `INTO` or `UPDATE` (not a subquery's, nor
+/// `extract(epoch FROM ...)`'s). Hand-written: an SQL parser would cost more than the
+/// statement's round trip, and this reads only up to the table's name.
+pub fn statement_name(statement: &str) -> (&str, Option<&str>) {
+    let mut words = Words::new(statement);
+    let Some(operation) = words.next() else {
+        return ("", None);
+    };
+    let table_after: &[&str] = if operation.eq_ignore_ascii_case("INSERT") {
+        &["INTO"]
+    } else if operation.eq_ignore_ascii_case("UPDATE") {
+        return (operation, words.next());
+    } else if operation.eq_ignore_ascii_case("SELECT") || operation.eq_ignore_ascii_case("DELETE") {
+        &["FROM"]
+    } else {
+        return (operation, None);
+    };
+    while let Some(word) = words.next() {
+        if table_after.iter().any(|k| word.eq_ignore_ascii_case(k)) {
+            return (operation, words.next());
+        }
+    }
+    (operation, None)
+}
+
+/// The words of a statement outside parentheses and string literals.
+struct Words<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Words<'a> {
+    fn new(text: &'a str) -> Self {
+        Self { text, at: 0 }
+    }
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.text.as_bytes();
+        let mut depth = 0usize;
+        while self.at < bytes.len() {
+            let c = bytes[self.at];
+            match c {
+                b'(' => depth += 1,
+                b')' => depth = depth.saturating_sub(1),
+                b'\'' => {
+                    self.at += 1;
+                    while self.at < bytes.len() && bytes[self.at] != b'\'' {
+                        self.at += 1;
+                    }
+                }
+                c if depth == 0 && (c.is_ascii_alphanumeric() || c == b'_' || c == b'"') => {
+                    let start = self.at;
+                    while self.at < bytes.len()
+                        && (bytes[self.at].is_ascii_alphanumeric()
+                            || matches!(bytes[self.at], b'_' | b'"' | b'.'))
+                    {
+                        self.at += 1;
+                    }
+                    return Some(&self.text[start..self.at]);
+                }
+                _ => {}
+            }
+            self.at += 1;
+        }
+        None
     }
 }

@@ -68,6 +68,7 @@ pub struct FailedRequest<'a> {
     pub route: &'a str,
     pub method: &'a str,
     pub status: u16,
+    /// The request's trace (32 hex digits, [`crate::traces`]), as its log lines name it.
     pub trace_id: Option<&'a str>,
     /// What went wrong: the cause chain of the error, or the panic's message.
     pub failure: Option<crate::metrics::Failure>,
@@ -111,6 +112,17 @@ pub async fn report(failed: FailedRequest<'_>) {
         .insert("status".into(), failed.status.to_string());
     if let Some(trace_id) = failed.trace_id {
         event.tags.insert("trace_id".into(), trace_id.into());
+        // The same trace as the log lines and the spans: Sentry links the event to it.
+        if let Ok(trace_id) = trace_id.parse() {
+            event.contexts.insert(
+                "trace".into(),
+                sentry::protocol::TraceContext {
+                    trace_id,
+                    ..Default::default()
+                }
+                .into(),
+            );
+        }
     }
     sentry::capture_event(event);
     flush().await;

@@ -14,14 +14,47 @@ use std::io::{self, Write};
 use serde_json::{Map, Value};
 use tracing_subscriber::{EnvFilter, fmt::MakeWriter};
 
+use crate::config::Config;
+
 pub const REDACTED: &str = "[REDACTED]";
 const SENSITIVE: [&str; 5] = ["password", "token", "authorization", "cookie", "secret"];
 
-/// Installs the process-wide subscriber writing to stdout. Call once, first thing in `main`.
+/// Installs the process-wide subscriber writing to stdout, logs only (the migrate and backup
+/// functions). Call once, first thing in `main`.
 pub fn init(log_level: &str) {
-    let subscriber = subscriber(log_level, io::stdout);
+    install(log_layer(log_level, io::stdout));
+}
+
+/// Like [`init`], and traces too when `OTEL_EXPORTER_OTLP_ENDPOINT` is set: an OpenTelemetry
+/// layer beside the log layer ([`crate::traces`]). The HTTP functions and the local server.
+pub fn init_traced(config: &Config) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let logs = tracing_subscriber::registry().with(log_layer(&config.log_level, io::stdout));
+    // Without traces the stack is the logs' alone: an absent (`None`) layer in it would make
+    // the call sites of the spans made for traces ask again at every call instead of never.
+    let installed = match crate::traces::layer(config) {
+        Some((traces, exporting)) => {
+            let installed = tracing::subscriber::set_global_default(logs.with(traces));
+            // A second call keeps the first subscriber, and its traces or none.
+            if installed.is_ok() {
+                exporting.start();
+            }
+            installed
+        }
+        None => tracing::subscriber::set_global_default(logs),
+    };
+    if installed.is_ok() {
+        log_panics();
+    }
+}
+
+fn install<L>(layer: L)
+where
+    L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
     // A second call (tests, the local server after a CLI step) keeps the first subscriber.
-    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+    if tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).is_ok() {
         log_panics();
     }
 }
@@ -31,16 +64,56 @@ pub fn subscriber<W>(log_level: &str, writer: W) -> impl tracing::Subscriber + S
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    use tracing_subscriber::layer::SubscriberExt;
+    tracing_subscriber::registry().with(log_layer(log_level, writer))
+}
+
+/// The JSON log layer, filtered by `LOG_LEVEL`. Its filter is the layer's own, so that the spans
+/// made for traces only never show in a line, and traces do not depend on the log level.
+fn log_layer<S, W>(log_level: &str, writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    use tracing_subscriber::{Layer, filter::FilterExt};
     let filter = EnvFilter::try_new(log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(true)
-        .with_env_filter(filter)
         .with_writer(Redacting(writer))
-        .finish()
+        .with_filter(filter.and(NotTraceOnly))
+}
+
+/// Leaves out the spans made for traces only, decided once per call site.
+struct NotTraceOnly;
+
+impl<S> tracing_subscriber::layer::Filter<S> for NotTraceOnly {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !crate::traces::is_trace_only(meta)
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if crate::traces::is_trace_only(meta) {
+            tracing::subscriber::Interest::never()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
+    }
+
+    /// No limit of its own, so that `LOG_LEVEL`'s stays the logs' fast path.
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
 }
 
 /// A panic is logged as one JSON error line (redacted like any other) instead of raw stderr.
@@ -83,7 +156,8 @@ fn reshape_line(line: &str) -> String {
     };
     if let Some(Value::Object(span)) = object.remove("span") {
         for (key, value) in span {
-            if key != "name" {
+            // `otel.name` and `otel.kind` name the request's span in traces.
+            if key != "name" && !key.starts_with("otel.") {
                 object.entry(key).or_insert(value);
             }
         }

@@ -151,7 +151,7 @@ async fn next(State(inner): State<Arc<Inner>>) -> Response {
             );
             headers.insert(
                 "lambda-runtime-trace-id",
-                value("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"),
+                value("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"),
             );
             headers.insert("content-type", value("application/json"));
             return (StatusCode::OK, headers, payload.to_string()).into_response();

@@ -1,11 +1,12 @@
 //! Accounts: the users table (the one place that reads and writes it), emails, and the
-//! password policy and hashing. Functions take any
-//! `GenericClient`, so they work on a pooled connection or inside a transaction alike.
+//! password policy and hashing. Functions take any [`platform::db::Sql`] (a pooled connection
+//! or a transaction alike), which traces each statement.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use platform::db::Sql;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::{GenericClient, Row, types::Type};
+use tokio_postgres::{Row, types::Type};
 use uuid::Uuid;
 
 pub use crate::Position;
@@ -72,10 +73,7 @@ fn credentials(row: &Row) -> Credentials {
     }
 }
 
-pub async fn find_by_email(
-    db: &impl GenericClient,
-    email: &str,
-) -> anyhow::Result<Option<Credentials>> {
+pub async fn find_by_email(db: &impl Sql, email: &str) -> anyhow::Result<Option<Credentials>> {
     let row = db
         .query_typed_opt(
             &format!("SELECT {COLUMNS} FROM users WHERE lower(email) = lower($1)"),
@@ -86,7 +84,7 @@ pub async fn find_by_email(
     Ok(row.as_ref().map(credentials))
 }
 
-pub async fn find_by_id(db: &impl GenericClient, id: Uuid) -> anyhow::Result<Option<Credentials>> {
+pub async fn find_by_id(db: &impl Sql, id: Uuid) -> anyhow::Result<Option<Credentials>> {
     let row = db
         .query_typed_opt(
             &format!("SELECT {COLUMNS} FROM users WHERE id = $1"),
@@ -99,7 +97,7 @@ pub async fn find_by_id(db: &impl GenericClient, id: Uuid) -> anyhow::Result<Opt
 
 /// Inserts a user; `None` when the email is already taken (whatever its case).
 pub async fn insert(
-    db: &impl GenericClient,
+    db: &impl Sql,
     email: &str,
     name: &str,
     password_hash: &str,
@@ -224,7 +222,7 @@ pub fn parse_name(raw: &str) -> Result<String, &'static str> {
 
 /// Applies a profile change; `Ok(None)` when the new email belongs to someone else.
 pub async fn update_profile(
-    db: &impl GenericClient,
+    db: &impl Sql,
     id: Uuid,
     name: Option<&str>,
     email: Option<&str>,
@@ -251,11 +249,7 @@ pub async fn update_profile(
 #[derive(Debug, Clone, Copy)]
 pub struct EmailTaken;
 
-pub async fn update_password(
-    db: &impl GenericClient,
-    id: Uuid,
-    password_hash: &str,
-) -> anyhow::Result<()> {
+pub async fn update_password(db: &impl Sql, id: Uuid, password_hash: &str) -> anyhow::Result<()> {
     db.execute_typed(
         "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
         &[(&id, Type::UUID), (&password_hash, Type::TEXT)],
@@ -266,7 +260,7 @@ pub async fn update_password(
 }
 
 /// Deletes the user; every row that belongs to them goes with it (ON DELETE CASCADE).
-pub async fn delete(db: &impl GenericClient, id: Uuid) -> anyhow::Result<bool> {
+pub async fn delete(db: &impl Sql, id: Uuid) -> anyhow::Result<bool> {
     let n = db
         .execute_typed("DELETE FROM users WHERE id = $1", &[(&id, Type::UUID)])
         .await
@@ -277,7 +271,7 @@ pub async fn delete(db: &impl GenericClient, id: Uuid) -> anyhow::Result<bool> {
 /// One page of users after `after`, oldest first, optionally only emails starting with `prefix`.
 /// Keyset pagination: a row inserted between two pages never shifts what the next page holds.
 pub async fn list(
-    db: &impl GenericClient,
+    db: &impl Sql,
     after: Option<Position>,
     email_prefix: Option<&str>,
     limit: i64,

@@ -12,9 +12,10 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
+use platform::db::Sql;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use tokio_postgres::{GenericClient, types::Type};
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -81,7 +82,7 @@ fn to_chrono(d: Duration) -> chrono::Duration {
 }
 
 async fn insert(
-    db: &impl GenericClient,
+    db: &impl Sql,
     user_id: Uuid,
     family_id: Uuid,
     family_expires_at: DateTime<Utc>,
@@ -122,7 +123,7 @@ async fn insert(
 
 /// Starts a new family (login, registration).
 pub async fn start_family(
-    db: &impl GenericClient,
+    db: &impl Sql,
     user_id: Uuid,
     lifetimes: Lifetimes,
 ) -> anyhow::Result<RefreshToken> {
@@ -141,7 +142,7 @@ pub async fn start_family(
 /// of the user's refresh tokens takes it first, so that a revocation waits for a rotation in
 /// flight and then sees the token it inserted, and a rotation that comes second sees the
 /// revocation. `false` when the user no longer exists.
-async fn lock_user(db: &impl GenericClient, user_id: Uuid) -> anyhow::Result<bool> {
+async fn lock_user(db: &impl Sql, user_id: Uuid) -> anyhow::Result<bool> {
     let row = db
         .query_typed_opt(
             "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
@@ -155,11 +156,7 @@ async fn lock_user(db: &impl GenericClient, user_id: Uuid) -> anyhow::Result<boo
 /// Consumes `token` and issues the next one of its family. Run it in a transaction: the user's
 /// lock holds until commit, and the revocation of a reused family must be committed even though
 /// the caller answers 401.
-pub async fn rotate(
-    db: &impl GenericClient,
-    token: &str,
-    lifetimes: Lifetimes,
-) -> anyhow::Result<Rotation> {
+pub async fn rotate(db: &impl Sql, token: &str, lifetimes: Lifetimes) -> anyhow::Result<Rotation> {
     let token_hash = hash(token);
     let owner = db
         .query_typed_opt(
@@ -208,7 +205,7 @@ pub async fn rotate(
 }
 
 /// The caller must hold the user's lock (see [`lock_user`]).
-async fn revoke_family(db: &impl GenericClient, family_id: Uuid) -> anyhow::Result<()> {
+async fn revoke_family(db: &impl Sql, family_id: Uuid) -> anyhow::Result<()> {
     db.execute_typed(
         "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
         &[(&family_id, Type::UUID)],
@@ -220,11 +217,7 @@ async fn revoke_family(db: &impl GenericClient, family_id: Uuid) -> anyhow::Resu
 
 /// Revokes the session (refresh family) `family_id` of `user_id`, as logout does with the
 /// access token's `sid`. Run it in a transaction.
-pub async fn revoke_session(
-    db: &impl GenericClient,
-    user_id: Uuid,
-    family_id: Uuid,
-) -> anyhow::Result<()> {
+pub async fn revoke_session(db: &impl Sql, user_id: Uuid, family_id: Uuid) -> anyhow::Result<()> {
     lock_user(db, user_id).await?;
     db.execute_typed(
         "UPDATE refresh_tokens SET revoked_at = now()
@@ -239,7 +232,7 @@ pub async fn revoke_session(
 /// Revokes the family of `token` if it belongs to `user_id`; returns that family's id. Run it
 /// in a transaction.
 pub async fn revoke_family_of(
-    db: &impl GenericClient,
+    db: &impl Sql,
     token: &str,
     user_id: Uuid,
 ) -> anyhow::Result<Option<Uuid>> {
@@ -259,11 +252,7 @@ pub async fn revoke_family_of(
 
 /// Revokes every family of the user except `keep` (all of them when `keep` is `None`),
 /// including one a concurrent rotation is inserting. Run it in a transaction.
-pub async fn revoke_all(
-    db: &impl GenericClient,
-    user_id: Uuid,
-    keep: Option<Uuid>,
-) -> anyhow::Result<()> {
+pub async fn revoke_all(db: &impl Sql, user_id: Uuid, keep: Option<Uuid>) -> anyhow::Result<()> {
     lock_user(db, user_id).await?;
     db.execute_typed(
         "UPDATE refresh_tokens SET revoked_at = now()

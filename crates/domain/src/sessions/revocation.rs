@@ -15,8 +15,9 @@
 use std::sync::LazyLock;
 
 use anyhow::Context;
+use platform::db::Sql;
 use redis::AsyncCommands;
-use tokio_postgres::{GenericClient, types::Type};
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::tokens::Claims;
@@ -82,11 +83,7 @@ fn deny_ttl(exp: i64) -> u64 {
 
 /// Puts one access token on the deny list until it expires: Postgres first (the durable
 /// record; if it fails the caller answers 503, not 204), then Redis.
-pub async fn deny(
-    state: &AppState,
-    db: &impl GenericClient,
-    claims: &Claims,
-) -> anyhow::Result<()> {
+pub async fn deny(state: &AppState, db: &impl Sql, claims: &Claims) -> anyhow::Result<()> {
     let expires_at =
         chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(chrono::Utc::now);
     db.execute_typed(
@@ -113,7 +110,7 @@ pub async fn deny(
 /// Bumps the user's token generation: every access token issued before stops working.
 pub async fn bump_generation(
     state: &AppState,
-    db: &impl GenericClient,
+    db: &impl Sql,
     user_id: Uuid,
 ) -> anyhow::Result<i32> {
     let row = db

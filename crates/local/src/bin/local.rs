@@ -121,7 +121,7 @@ async fn ready_status(addr: SocketAddr) -> anyhow::Result<http::StatusCode> {
 async fn run() -> anyhow::Result<()> {
     let ip = bind_address()?;
     let config = Config::from_env()?;
-    platform::telemetry::init(&config.log_level);
+    platform::telemetry::init_traced(&config);
     platform::error_tracking::init(&config);
     let state = Platform::new(config).await?;
     let config = state.config.clone();
@@ -160,6 +160,7 @@ async fn run() -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving")?;
+    platform::traces::shutdown();
     tracing::info!("stopped");
     Ok(())
 }
