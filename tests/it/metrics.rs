@@ -9,7 +9,7 @@ use std::{
 use axum::{Router, body::Body, routing::get};
 use http::Method;
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 use crate::support::{STRONG_PASSWORD, Settings, TestApp, TestDatabase, request, workspace_bin};
 
@@ -221,24 +221,36 @@ async fn the_local_server_writes_one_metric_line_per_request_by_route_template()
     );
     assert_eq!(statuses[6..], [404, 401], "{statuses:?}");
 
+    // The lines reach stdout while the server runs (queued lines are written every
+    // FLUSH_EVERY), not only when it stops.
+    let mut out = tokio::io::BufReader::new(server.stdout.take().expect("stdout"));
+    let mut stdout = String::new();
+    let deadline = tokio::time::Instant::now() + platform::metrics::FLUSH_EVERY * 10;
+    while emf_lines(&stdout).len() < client.sent.len() {
+        let mut line = String::new();
+        match tokio::time::timeout_at(deadline, out.read_line(&mut line)).await {
+            Ok(Ok(read)) if read > 0 => stdout.push_str(&line),
+            _ => panic!(
+                "{} metric lines for {} requests while the server runs",
+                emf_lines(&stdout).len(),
+                client.sent.len()
+            ),
+        }
+    }
+
     let pid = server.id().expect("the server is running");
     let stopped = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .expect("kill");
     assert!(stopped.success(), "SIGTERM delivered");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).await.expect("stdout");
     tokio::time::timeout(Duration::from_secs(10), server.wait())
         .await
         .expect("the server stops")
         .expect("exit status");
-    let mut stdout = String::new();
-    server
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .await
-        .expect("stdout");
+    stdout.push_str(&rest);
 
     let lines = emf_lines(&stdout);
     assert_eq!(

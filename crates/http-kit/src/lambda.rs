@@ -32,6 +32,7 @@ pub async fn close_on_shutdown(platform: Platform) {
         let closed = platform.close();
         tracing::info!(connections = closed, "shutdown: database pools closed");
         platform::traces::shutdown();
+        platform::metrics::flush();
         let _ = std::io::Write::flush(&mut std::io::stdout());
     })
     .await;
@@ -49,9 +50,10 @@ pub async fn run_on_lambda(routes: Router, platform: &Platform) -> Result<(), la
         .await
 }
 
-/// Sends an invocation's spans once its answer has been handed to Lambda, before the runtime
-/// asks for the next one (and Lambda may freeze the instance): the client never waits for it.
-/// A no-op when traces are off ([`platform::traces::flush`]).
+/// Writes an invocation's metric line and sends its spans once its answer has been handed to
+/// Lambda, before the runtime asks for the next one (and Lambda may freeze the instance): the
+/// client never waits for either. Sending spans is a no-op when traces are off
+/// ([`platform::traces::flush`]).
 #[derive(Clone, Copy)]
 struct FlushTraces;
 
@@ -84,6 +86,7 @@ where
         let answered = self.0.call(invocation);
         Box::pin(async move {
             let result = answered.await;
+            platform::metrics::flush();
             platform::traces::flush().await;
             result
         })

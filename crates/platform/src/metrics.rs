@@ -11,13 +11,16 @@
 //! The local server writes the same lines to its stdout, between its log lines.
 //!
 //! Per request this costs one small allocation, a handful of relaxed atomic additions, two clock
-//! reads per database connection and per Redis call, and one formatted line.
+//! reads per database connection and per Redis call, and one line formatted with integers only.
+//! Request lines are queued and written many at a time ([`flush`]): a `write` of its own for
+//! each line cost about as much as formatting it (`scripts/bench-metrics.sh`).
 
 use std::{
     cell::RefCell,
     fmt::Write as _,
+    io::Write as _,
     sync::{
-        Arc, LazyLock, OnceLock,
+        Arc, LazyLock, Mutex, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -129,19 +132,81 @@ impl Drop for CaptureGuard {
     }
 }
 
-fn write_line(line: &str) {
-    let kept = CAPTURE.with(|c| {
-        c.borrow().as_ref().map(|capture| {
+/// Keeps the line in this thread's [`Capture`] when one is running; answers whether it did.
+fn captured(line: &str) -> bool {
+    CAPTURE.with(|c| {
+        c.borrow().as_ref().is_some_and(|capture| {
             capture
                 .0
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(line.to_owned());
+            true
         })
-    });
-    if kept.is_none() {
+    })
+}
+
+/// Writes a line now: backups, drills and other one-off events.
+fn write_line(line: &str) {
+    if !captured(line) {
         println!("{line}");
     }
+}
+
+/// Request lines not yet written, newline-terminated.
+static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// Queued lines are written once they hold this much (about twenty requests)...
+const FLUSH_AT: usize = 16 * 1024;
+/// ...or by the local server's flusher at this interval; on Lambda after each invocation.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// Queues a request's line; written with the lines around it in one `write`.
+fn queue_line(line: &str) {
+    if captured(line) {
+        return;
+    }
+    let mut pending = PENDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pending.extend_from_slice(line.as_bytes());
+    pending.push(b'\n');
+    if pending.len() >= FLUSH_AT {
+        let full = std::mem::take(&mut *pending);
+        drop(pending);
+        write_out(&full);
+    }
+}
+
+/// Writes every queued request line: after each Lambda invocation, periodically in the local
+/// server ([`spawn_flusher`]) and at shutdown.
+pub fn flush() {
+    let queued = std::mem::take(
+        &mut *PENDING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    if !queued.is_empty() {
+        write_out(&queued);
+    }
+}
+
+fn write_out(lines: &[u8]) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(lines);
+    let _ = stdout.flush();
+}
+
+/// Flushes the queued request lines every [`FLUSH_EVERY`], for a server that answers many
+/// requests between two flushes (the local server and its container).
+pub fn spawn_flusher() {
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(FLUSH_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            flush();
+        }
+    });
 }
 
 /// When the process started, as near as it can tell: set by the runtime builder every binary
@@ -308,62 +373,54 @@ impl RequestMetrics {
             .clone()
     }
 
-    /// Writes the request's one EMF line.
+    /// Queues the request's one EMF line ([`flush`] writes it).
     pub fn finish(&self, outcome: &Outcome<'_>) {
-        write_line(&self.line(outcome, chrono::Utc::now().timestamp_millis()));
+        queue_line(&self.line(outcome, chrono::Utc::now().timestamp_millis()));
     }
 
     /// The request's EMF line: one object, every metric of the request, dimensioned by
     /// `[Function, Route]` and by `[Function]` alone.
     pub fn line(&self, outcome: &Outcome<'_>, timestamp_ms: i64) -> String {
-        let ms = |us: u64| us as f64 / 1000.0;
+        use Amount::{Count, Micros};
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let flag = |b: &AtomicBool| u8::from(b.load(Ordering::Relaxed));
+        let flag = |b: &AtomicBool| u64::from(b.load(Ordering::Relaxed));
         let class = outcome.status / 100;
-        let mut metrics: Vec<(&str, &str, f64)> = Vec::with_capacity(16);
+        let mut metrics: Vec<(&str, &str, Amount)> = Vec::with_capacity(16);
         metrics.extend([
-            ("Requests", "Count", 1.0),
-            (
-                "Latency",
-                "Milliseconds",
-                outcome.latency.as_secs_f64() * 1000.0,
-            ),
-            ("Status4xx", "Count", f64::from(u8::from(class == 4))),
-            ("Status5xx", "Count", f64::from(u8::from(class == 5))),
-            (
-                "ColdStart",
-                "Count",
-                f64::from(u8::from(outcome.cold_start)),
-            ),
-            ("RateLimited", "Count", f64::from(flag(&self.rate_limited))),
+            ("Requests", "Count", Count(1)),
+            ("Latency", "Milliseconds", Micros(micros(outcome.latency))),
+            ("Status4xx", "Count", Count(u64::from(class == 4))),
+            ("Status5xx", "Count", Count(u64::from(class == 5))),
+            ("ColdStart", "Count", Count(u64::from(outcome.cold_start))),
+            ("RateLimited", "Count", Count(flag(&self.rate_limited))),
             (
                 "RateLimiterBypassed",
                 "Count",
-                f64::from(flag(&self.limiter_bypassed)),
+                Count(flag(&self.limiter_bypassed)),
             ),
         ]);
         if outcome.cold_start
             && let Some(init) = init_duration()
         {
-            metrics.push(("InitDuration", "Milliseconds", init.as_secs_f64() * 1000.0));
+            metrics.push(("InitDuration", "Milliseconds", Micros(micros(init))));
         }
         // Time metrics only for requests that used the resource, so that their percentiles
         // describe the calls, not the share of requests that made none.
         let connections = load(&self.db_connections);
         if connections > 0 {
-            metrics.push(("DbPoolWait", "Milliseconds", ms(load(&self.db_wait_us))));
-            metrics.push(("DbQueryTime", "Milliseconds", ms(load(&self.db_us))));
-            metrics.push(("DbConnections", "Count", connections as f64));
+            metrics.push(("DbPoolWait", "Milliseconds", Micros(load(&self.db_wait_us))));
+            metrics.push(("DbQueryTime", "Milliseconds", Micros(load(&self.db_us))));
+            metrics.push(("DbConnections", "Count", Count(connections)));
         }
         let calls = load(&self.redis_calls);
         if calls > 0 {
-            metrics.push(("RedisTime", "Milliseconds", ms(load(&self.redis_us))));
-            metrics.push(("RedisCalls", "Count", calls as f64));
+            metrics.push(("RedisTime", "Milliseconds", Micros(load(&self.redis_us))));
+            metrics.push(("RedisCalls", "Count", Count(calls)));
         }
         let (hits, misses) = (load(&self.cache_hits), load(&self.cache_misses));
         if hits + misses > 0 {
-            metrics.push(("ProfileCacheHit", "Count", hits as f64));
-            metrics.push(("ProfileCacheMiss", "Count", misses as f64));
+            metrics.push(("ProfileCacheHit", "Count", Count(hits)));
+            metrics.push(("ProfileCacheMiss", "Count", Count(misses)));
         }
 
         let mut out = String::with_capacity(1024);
@@ -386,11 +443,23 @@ impl RequestMetrics {
             outcome.status,
         );
         for (name, _, value) in &metrics {
-            let _ = write!(out, r#","{name}":{value}"#);
+            let _ = match value {
+                Count(n) => write!(out, r#","{name}":{n}"#),
+                // Milliseconds with three decimals, from integer microseconds: formatting a
+                // float costs several times more.
+                Micros(us) => write!(out, r#","{name}":{}.{:03}"#, us / 1000, us % 1000),
+            };
         }
         out.push('}');
         out
     }
+}
+
+/// A value of a request line.
+#[derive(Clone, Copy)]
+enum Amount {
+    Count(u64),
+    Micros(u64),
 }
 
 /// The function's name as a JSON string, quoted once per process.
@@ -487,5 +556,38 @@ mod tests {
         assert_eq!(l["ProfileCacheMiss"], 1.0);
         assert_eq!(l["ProfileCacheHit"], 0.0);
         assert!(l.get("InitDuration").is_none());
+    }
+
+    #[test]
+    fn times_are_milliseconds_to_the_microsecond_and_counts_are_integers() {
+        let ((), used) = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(RequestMetrics::scope(async {
+                db_pool_wait(Duration::from_micros(7));
+                db_time(Duration::from_micros(4_020_001));
+            }));
+        let text = used.line(
+            &Outcome {
+                route: "/x",
+                method: "GET",
+                status: 503,
+                latency: Duration::from_micros(12_345),
+                cold_start: false,
+            },
+            0,
+        );
+        for expected in [
+            r#""Latency":12.345"#,
+            r#""DbPoolWait":0.007"#,
+            r#""DbQueryTime":4020.001"#,
+            r#""Status5xx":1,"#,
+            r#""Requests":1,"#,
+            r#""DbConnections":1"#,
+        ] {
+            assert!(text.contains(expected), "{expected} in {text}");
+        }
+        let l: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(l["Latency"].as_f64(), Some(12.345));
     }
 }

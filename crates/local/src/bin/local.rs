@@ -151,6 +151,7 @@ async fn run() -> anyhow::Result<()> {
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     // Ready before listening: a client that can connect is served at once.
     platform::metrics::mark_ready();
+    platform::metrics::spawn_flusher();
     let addr = SocketAddr::new(ip, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -161,6 +162,7 @@ async fn run() -> anyhow::Result<()> {
         .await
         .context("serving")?;
     platform::traces::shutdown();
+    platform::metrics::flush();
     tracing::info!("stopped");
     Ok(())
 }
