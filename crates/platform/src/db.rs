@@ -159,15 +159,19 @@ fn tls_connector(
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
+/// The public web roots and the RDS bundle, parsed once per process: the primary's and the
+/// replica's pools both start from them. (The bundle's every certificate parses: a test says so.)
+static BUILT_IN_ROOTS: std::sync::LazyLock<rustls::RootCertStore> =
+    std::sync::LazyLock::new(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        roots.add_parsable_certificates(rustls_pemfile::certs(&mut &RDS_CA_BUNDLE[..]).flatten());
+        roots
+    });
+
 /// What a database certificate may chain to.
 fn root_store(ca_path: Option<&str>) -> anyhow::Result<rustls::RootCertStore> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for cert in rustls_pemfile::certs(&mut &RDS_CA_BUNDLE[..]) {
-        roots
-            .add(cert.context("reading the built-in RDS CA bundle")?)
-            .context("adding an RDS CA certificate")?;
-    }
+    let mut roots = BUILT_IN_ROOTS.clone();
     if let Some(path) = ca_path {
         let file =
             File::open(path).with_context(|| format!("opening the database CA bundle {path}"))?;

@@ -54,17 +54,6 @@ pub fn emit_all(namespace: &str, values: &[(&str, i64, &str)], dimensions: &[(&s
     write_line(&lines(namespace, values, dimensions).to_string());
 }
 
-/// The EMF object for one value.
-pub fn line(
-    namespace: &str,
-    name: &str,
-    value: i64,
-    unit: &str,
-    dimensions: &[(&str, &str)],
-) -> Value {
-    lines(namespace, &[(name, value, unit)], dimensions)
-}
-
 /// The EMF object for the values of one event.
 pub fn lines(namespace: &str, values: &[(&str, i64, &str)], dimensions: &[(&str, &str)]) -> Value {
     let names: Vec<&str> = dimensions.iter().map(|(n, _)| *n).collect();
@@ -475,11 +464,9 @@ mod tests {
 
     #[test]
     fn a_line_carries_its_namespace_dimensions_and_value() {
-        let l = line(
+        let l = lines(
             BACKUP_NAMESPACE,
-            "DrillSucceeded",
-            0,
-            "Count",
+            &[("DrillSucceeded", 0, "Count")],
             &[("Environment", "production")],
         );
         let metric = &l["_aws"]["CloudWatchMetrics"][0];
