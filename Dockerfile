@@ -30,6 +30,10 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS deps
 COPY --from=planner /src/recipe.json recipe.json
+# The Swagger UI files the API reference's build swaps in (.cargo/config.toml): that dependency's
+# build script runs here, with the dependencies.
+COPY .cargo .cargo
+COPY functions/health/swagger-ui functions/health/swagger-ui
 RUN cargo chef cook --release --recipe-path recipe.json --bin local --bin db
 
 FROM deps AS builder

@@ -19,6 +19,7 @@ async fn secrets_client() -> aws_sdk_secretsmanager::Client {
         .region(Region::new("us-east-1"))
         .endpoint_url(moto::ENDPOINT)
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .http_client(platform::aws::http_client())
         .build();
     aws_sdk_secretsmanager::Client::from_conf(config)
 }

@@ -935,6 +935,7 @@ mod app_role {
                 .region(Region::new("us-east-1"))
                 .endpoint_url(moto::ENDPOINT)
                 .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+                .http_client(platform::aws::http_client())
                 .build(),
         )
     }

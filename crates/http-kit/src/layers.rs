@@ -171,13 +171,17 @@ async fn measure(State(emit): State<bool>, mut req: Request, next: Next) -> Resp
 }
 
 fn cors(config: &Config) -> CorsLayer {
-    let origins: Vec<HeaderValue> = config
+    let origins: std::sync::Arc<[HeaderValue]> = config
         .allowed_origins
         .iter()
         .filter_map(|o| o.parse().ok())
         .collect();
+    // The same exact-match list as `AllowOrigin::list`, behind a shared reference: the router
+    // clones each route's layers for every request, and a list would be copied each time.
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origins.contains(origin)
+        }))
         .allow_credentials(true)
         .allow_methods([
             Method::GET,

@@ -12,8 +12,21 @@ use crate::{
     work::Slots,
 };
 
+/// A handle on the process's [`Shared`] state: cloning it costs one reference count, which
+/// matters because axum clones a route's state (and each middleware's) for every request.
+/// Fields read through it as through the state itself (`platform.db`).
 #[derive(Clone)]
-pub struct Platform {
+pub struct Platform(Arc<Shared>);
+
+impl std::ops::Deref for Platform {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub config: Arc<Config>,
     /// The primary: every write, and every read that must see the caller's own writes.
     pub db: Db,
@@ -44,14 +57,14 @@ impl Platform {
         };
         let cache = Cache::new(&config.redis_url, &config.redis_key_prefix)?;
         let hashing = Slots::new(config.password_hash_concurrency, config.password_hash_wait);
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             hashing,
             config: Arc::new(config),
             db,
             db_read,
             cache,
             started_at: Instant::now(),
-        })
+        })))
     }
 
     /// Closes both pools at shutdown; returns how many connections they held.

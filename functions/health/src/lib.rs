@@ -309,19 +309,18 @@ fn docs_response(file: &str) -> Response {
         std::sync::LazyLock::new(|| {
             Arc::new(utoipa_swagger_ui::Config::from("/api/v1/openapi.json"))
         });
+    // The bundles the page never loads are built in empty (.cargo/config.toml): not found.
     let Ok(Some(found)) = utoipa_swagger_ui::serve(file, CONFIG.clone()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let bytes = if file == "index.html" {
-        // Served at `/api/docs` (no trailing slash), the page's relative links need a base.
-        let page = String::from_utf8_lossy(&found.bytes).replacen(
-            "<head>",
-            &format!("<head><base href=\"{DOCS_PATH}/\">"),
-            1,
-        );
-        page.into_bytes()
-    } else {
-        found.bytes.into_owned()
+    if found.bytes.is_empty() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    // The page (functions/health/swagger-ui/index.html) carries its own `<base>`: served at
+    // `/api/docs`, without a trailing slash, its relative links need one.
+    let bytes = match found.bytes {
+        std::borrow::Cow::Borrowed(built_in) => axum::body::Bytes::from_static(built_in),
+        std::borrow::Cow::Owned(formatted) => formatted.into(),
     };
     let content_type = HeaderValue::from_str(&found.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
