@@ -107,8 +107,6 @@ struct Timeline {
 #[derive(Clone)]
 struct Sim {
     timeline: Arc<Mutex<Timeline>>,
-    /// Wakes a waiting `/next` when an event is queued (never, after the last one).
-    queued: Arc<Notify>,
     done: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
 }
@@ -124,23 +122,17 @@ impl Sim {
 async fn next_invocation(State(sim): State<Sim>) -> impl IntoResponse {
     let now = Instant::now();
     sim.timeline().first_next.get_or_insert(now);
-    let event = loop {
-        if let Some(event) = sim.timeline().pending.pop_front() {
-            break event;
-        }
-        // Lambda holds `/next` open between requests; after the last event, until the end.
-        sim.queued.notified().await;
+    // Every event is queued before the start; after the last one, Lambda holds `/next` open
+    // until the end.
+    let Some(event) = sim.timeline().pending.pop_front() else {
+        return std::future::pending().await;
     };
     let mut timeline = sim.timeline();
     timeline.next_id += 1;
     let id = format!("sim-{}", timeline.next_id);
     timeline.handed.insert(id.clone(), Instant::now());
     drop(timeline);
-    let deadline = std::time::SystemTime::now() + Duration::from_secs(900);
-    let deadline_ms = deadline
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
+    let deadline_ms = epoch_ms_in(Duration::from_secs(900));
     (
         [
             ("content-type", "application/json".to_string()),
@@ -202,16 +194,20 @@ async fn register_extension() -> impl IntoResponse {
 
 async fn extension_next(State(mut sim): State<Sim>, _headers: HeaderMap) -> impl IntoResponse {
     let _ = sim.shutdown.wait_for(|down| *down).await;
-    let deadline = std::time::SystemTime::now() + Duration::from_secs(2);
-    let deadline_ms = deadline
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
+    let deadline_ms = epoch_ms_in(Duration::from_secs(2));
     (
         [("content-type", "application/json")],
         json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": deadline_ms})
             .to_string(),
     )
+}
+
+/// Milliseconds since the epoch, `after` from now: the Runtime API's deadlines.
+fn epoch_ms_in(after: Duration) -> u128 {
+    (std::time::SystemTime::now() + after)
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
 }
 
 /// `VmHWM`, `VmRSS` (MiB) and `Threads` of a running process.
@@ -243,7 +239,6 @@ async fn run_function(args: &Args) -> anyhow::Result<bool> {
     }
     let sim = Sim {
         timeline: Arc::new(Mutex::new(timeline)),
-        queued: Arc::new(Notify::new()),
         done: Arc::new(Notify::new()),
         shutdown,
     };

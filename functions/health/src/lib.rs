@@ -74,9 +74,6 @@ impl Probe {
 /// `cargo run -p local --bin openapi` (this function cannot import the other groups).
 const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
-/// Where the interactive reference lives; its page loads its files relative to this.
-pub const DOCS_PATH: &str = "/api/docs";
-
 /// The health group's routes, each declared once with its handler: the router and the OpenAPI
 /// operations both come from here.
 pub fn api() -> OpenApiRouter<Platform> {
