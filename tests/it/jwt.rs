@@ -37,6 +37,7 @@ fn claims(app: &TestApp, user_id: &str) -> Value {
 }
 
 fn sign(claims: &Value, secret: &str, kid: Option<String>) -> String {
+    domain::sessions::install_jwt_crypto();
     let mut header = Header::new(Algorithm::HS256);
     header.kid = kid;
     encode(

@@ -86,6 +86,7 @@ pub fn key_id(secret: &SecretString) -> String {
 
 impl TokenKeys {
     pub fn from_config(config: &Config) -> Result<Self, platform::config::ConfigError> {
+        super::hs256::install();
         let secret = config.require_jwt_secret()?;
         let kid = key_id(secret);
         let mut decoding = HashMap::new();
