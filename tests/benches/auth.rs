@@ -72,8 +72,8 @@ async fn main() -> anyhow::Result<()> {
         "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:5000".into()),
         _ => None,
     })?;
-    let tokens = TokenKeys::from_config(&config)?;
     let state = Platform::new(config).await?;
+    let tokens = TokenKeys::from_config(state.config.clone())?;
     let app = local::app(&state).await?;
 
     // Tokens alone.

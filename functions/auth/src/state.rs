@@ -16,7 +16,7 @@ impl AuthState {
     pub async fn new(platform: Platform) -> anyhow::Result<Self> {
         api::extract::read_ahead(&platform);
         Ok(Self {
-            tokens: Arc::new(TokenKeys::from_config(&platform.config)?),
+            tokens: Arc::new(TokenKeys::from_config(platform.config.clone())?),
             platform,
         })
     }

@@ -19,7 +19,7 @@ impl UploadsState {
     pub async fn new(platform: Platform) -> anyhow::Result<Self> {
         api::extract::read_ahead(&platform);
         Ok(Self {
-            tokens: Arc::new(TokenKeys::from_config(&platform.config)?),
+            tokens: Arc::new(TokenKeys::from_config(platform.config.clone())?),
             s3: LazyS3::new(platform.config.clone()),
             platform,
         })

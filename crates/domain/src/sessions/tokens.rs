@@ -6,7 +6,11 @@
 //! tokens they signed. Validation requires `exp`, `iss`, `aud` and `sub`, allows 30 s of clock
 //! skew at most, and checks that the token is an access token.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
@@ -61,21 +65,25 @@ pub enum TokenError {
     Invalid(#[from] jsonwebtoken::errors::Error),
 }
 
+/// The signing key and the keys that verify, built by the first token signed or verified: a
+/// cold start that answers `/ready` or a refresh never builds them. The secret's presence is
+/// checked at once, so that a missing `JWT_SECRET` still stops the start.
 pub struct TokenKeys {
+    config: Arc<Config>,
+    secret: SecretString,
+    keys: OnceLock<Keys>,
+}
+
+struct Keys {
     kid: String,
     encoding: EncodingKey,
     decoding: HashMap<String, DecodingKey>,
     validation: Validation,
-    issuer: String,
-    audience: String,
-    lifetime: Duration,
 }
 
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenKeys")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("TokenKeys").finish_non_exhaustive()
     }
 }
 
@@ -85,43 +93,52 @@ pub fn key_id(secret: &SecretString) -> String {
 }
 
 impl TokenKeys {
-    pub fn from_config(config: &Config) -> Result<Self, platform::config::ConfigError> {
-        super::hs256::install();
-        let secret = config.require_jwt_secret()?;
-        let kid = key_id(secret);
-        let mut decoding = HashMap::new();
-        for secret in &config.jwt_previous_secrets {
+    pub fn from_config(config: Arc<Config>) -> Result<Self, platform::config::ConfigError> {
+        let secret = config.require_jwt_secret()?.clone();
+        Ok(Self {
+            config,
+            secret,
+            keys: OnceLock::new(),
+        })
+    }
+
+    fn keys(&self) -> &Keys {
+        self.keys.get_or_init(|| {
+            super::hs256::install();
+            let config = &self.config;
+            let secret = &self.secret;
+            let kid = key_id(secret);
+            let mut decoding = HashMap::new();
+            for secret in &config.jwt_previous_secrets {
+                decoding.insert(
+                    key_id(secret),
+                    DecodingKey::from_secret(secret.expose_secret().as_bytes()),
+                );
+            }
             decoding.insert(
-                key_id(secret),
+                kid.clone(),
                 DecodingKey::from_secret(secret.expose_secret().as_bytes()),
             );
-        }
-        decoding.insert(
-            kid.clone(),
-            DecodingKey::from_secret(secret.expose_secret().as_bytes()),
-        );
 
-        let mut validation = Validation::new(ALGORITHM);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "nbf"]);
-        validation.set_issuer(&[&config.jwt_issuer]);
-        validation.set_audience(&[&config.jwt_audience]);
-        validation.validate_nbf = true;
-        validation.validate_exp = true;
-        validation.leeway = LEEWAY_SECS;
+            let mut validation = Validation::new(ALGORITHM);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "nbf"]);
+            validation.set_issuer(&[&config.jwt_issuer]);
+            validation.set_audience(&[&config.jwt_audience]);
+            validation.validate_nbf = true;
+            validation.validate_exp = true;
+            validation.leeway = LEEWAY_SECS;
 
-        Ok(Self {
-            kid,
-            encoding: EncodingKey::from_secret(secret.expose_secret().as_bytes()),
-            decoding,
-            validation,
-            issuer: config.jwt_issuer.clone(),
-            audience: config.jwt_audience.clone(),
-            lifetime: config.jwt_expires_in,
+            Keys {
+                kid,
+                encoding: EncodingKey::from_secret(secret.expose_secret().as_bytes()),
+                decoding,
+                validation,
+            }
         })
     }
 
     pub fn lifetime(&self) -> Duration {
-        self.lifetime
+        self.config.jwt_expires_in
     }
 
     pub fn issue(
@@ -131,10 +148,10 @@ impl TokenKeys {
         session: Option<Uuid>,
     ) -> anyhow::Result<AccessToken> {
         let now = chrono::Utc::now().timestamp();
-        let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX / 2);
+        let lifetime = i64::try_from(self.lifetime().as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims {
-            iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            iss: self.config.jwt_issuer.clone(),
+            aud: self.config.jwt_audience.clone(),
             sub: user_id,
             exp: now + lifetime,
             iat: now,
@@ -144,9 +161,10 @@ impl TokenKeys {
             token_use: ACCESS.into(),
             sid: session,
         };
+        let keys = self.keys();
         let mut header = Header::new(ALGORITHM);
-        header.kid = Some(self.kid.clone());
-        let token = encode(&header, &claims, &self.encoding)?;
+        header.kid = Some(keys.kid.clone());
+        let token = encode(&header, &claims, &keys.encoding)?;
         Ok(AccessToken { token, claims })
     }
 
@@ -155,12 +173,13 @@ impl TokenKeys {
         if header.alg != ALGORITHM {
             return Err(TokenError::WrongAlgorithm);
         }
+        let keys = self.keys();
         let key = header
             .kid
             .as_deref()
-            .and_then(|kid| self.decoding.get(kid))
+            .and_then(|kid| keys.decoding.get(kid))
             .ok_or(TokenError::UnknownKey)?;
-        let data = decode::<Claims>(token, key, &self.validation)?;
+        let data = decode::<Claims>(token, key, &keys.validation)?;
         if data.claims.token_use != ACCESS {
             return Err(TokenError::WrongType);
         }
@@ -179,4 +198,36 @@ pub fn peek_subject(token: &str) -> Option<(Uuid, Uuid)> {
     }
     let subject: Subject = jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
     Some((subject.sub, subject.jti))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> TokenKeys {
+        let config = Config::from_lookup(|_| None).expect("the development defaults");
+        TokenKeys::from_config(Arc::new(config)).expect("a development secret")
+    }
+
+    #[test]
+    fn the_keys_are_built_by_the_first_token_and_not_before() {
+        let tokens = keys();
+        assert!(tokens.keys.get().is_none(), "built before any token");
+        assert!(tokens.lifetime() > Duration::ZERO);
+        assert!(tokens.keys.get().is_none(), "built for the lifetime alone");
+
+        let user = Uuid::now_v7();
+        let issued = tokens.issue(user, 3, None).expect("issue");
+        assert!(tokens.keys.get().is_some());
+        let claims = tokens.verify(&issued.token).expect("verify");
+        assert_eq!((claims.sub, claims.generation), (user, 3));
+    }
+
+    #[test]
+    fn a_token_verifies_with_keys_built_by_verifying() {
+        let issued = keys().issue(Uuid::now_v7(), 0, None).expect("issue");
+        let fresh = keys();
+        let claims = fresh.verify(&issued.token).expect("verify");
+        assert_eq!(claims.jti, issued.claims.jti);
+    }
 }
