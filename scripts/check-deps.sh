@@ -17,6 +17,10 @@ declare -A FORBIDDEN=(
   [backup]="argon2 zxcvbn jsonwebtoken api axum"
 )
 
+# Token signatures are HS256 over ring (domain::sessions::hs256): no function links the other JWT
+# algorithms' code.
+JWT_ALGORITHMS="rsa p256 p384 ed25519-dalek"
+
 # Serving the web client (tower-http's `fs` feature, which alone brings http-range-header) is
 # the local server's; no function links it.
 STATIC_SERVING="http-range-header"
@@ -28,7 +32,7 @@ deps_of() { # the workspace and registry packages NAME links, one per line
 
 for fn in "${FUNCTIONS[@]}"; do
   linked=$(deps_of "$fn")
-  for bad in ${FORBIDDEN[$fn]} $STATIC_SERVING "${FUNCTIONS[@]}"; do
+  for bad in ${FORBIDDEN[$fn]} $JWT_ALGORITHMS $STATIC_SERVING "${FUNCTIONS[@]}"; do
     [ "$bad" = "$fn" ] && continue
     if grep -qx -- "$bad" <<<"$linked"; then
       echo "check-deps: $fn links $bad" >&2
