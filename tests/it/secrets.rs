@@ -114,10 +114,11 @@ async fn settings_and_database_credentials_come_from_secrets_manager() {
         .expect("config loads");
     assert_eq!(config.rate_limit_max, 1000, "settings from the app secret");
     let expected_kid = domain::sessions::tokens::key_id(&SecretString::from(JWT.to_owned()));
-    let tokens = domain::sessions::TokenKeys::from_config(&config).expect("token keys");
     let state = Platform::with_refresh(config, refresh)
         .await
         .expect("state");
+    let tokens =
+        domain::sessions::TokenKeys::from_config(state.config.clone()).expect("token keys");
     let token = tokens.issue(uuid::Uuid::new_v4(), 0, None).expect("token");
     let header = jsonwebtoken::decode_header(&token.token).expect("header");
     assert_eq!(

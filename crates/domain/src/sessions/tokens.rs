@@ -66,7 +66,7 @@ pub enum TokenError {
 }
 
 /// The signing key and the keys that verify, built by the first token signed or verified: a
-/// cold start that answers `/ready` or a refresh never builds them. The secret's presence is
+/// cold start that answers `/ready` alone never builds them. The secret's presence is
 /// checked at once, so that a missing `JWT_SECRET` still stops the start.
 pub struct TokenKeys {
     config: Arc<Config>,
