@@ -37,6 +37,36 @@ fn sigterm(child: &tokio::process::Child) {
     assert!(status.success(), "SIGTERM delivered");
 }
 
+/// The extension is registered on another worker while the routes are built. If Lambda refuses
+/// it, the function must not go on without the SIGTERM it would never get: it ends before it
+/// asks for its first event, with an error, as Lambda expects of a failed init.
+#[tokio::test]
+async fn a_function_whose_extension_is_refused_exits_before_its_first_event() {
+    let db = TestDatabase::create().await;
+    let api = RuntimeApi::start().await;
+    api.refuse_extensions();
+    let mut function = tokio::process::Command::new(workspace_bin("health"))
+        .envs(lambda_env(&api, "health"))
+        .env("APP_ENV", "test")
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", crate::support::redis_url())
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting the health binary");
+    let status = tokio::time::timeout(Duration::from_secs(10), function.wait())
+        .await
+        .expect("the function ends on its own")
+        .expect("exit status");
+    assert!(
+        !status.success(),
+        "a failed init exits with an error: {status}"
+    );
+    assert_eq!(api.polls(), 0, "no event was asked for");
+}
+
 #[tokio::test]
 async fn a_function_closes_its_database_connections_and_flushes_its_logs_on_sigterm() {
     let db = TestDatabase::create().await;

@@ -37,6 +37,9 @@ struct Inner {
     queued_signal: Notify,
     outcome_signal: Notify,
     extensions_registered: std::sync::atomic::AtomicUsize,
+    /// Answer every extension registration with a 500.
+    refuse_extensions: std::sync::atomic::AtomicBool,
+    polls: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -51,6 +54,18 @@ impl RuntimeApi {
         self.inner
             .extensions_registered
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many `GET .../invocation/next` polls arrived so far.
+    pub fn polls(&self) -> usize {
+        self.inner.polls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// From now on, every extension registration is refused with a 500.
+    pub fn refuse_extensions(&self) {
+        self.inner
+            .refuse_extensions
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub async fn start() -> Self {
@@ -136,6 +151,9 @@ pub fn lambda_env(api: &RuntimeApi, function: &str) -> Vec<(String, String)> {
 }
 
 async fn next(State(inner): State<Arc<Inner>>) -> Response {
+    inner
+        .polls
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     loop {
         let signal = inner.queued_signal.notified();
         let event = inner.queued.lock().expect("queue").pop_front();
@@ -190,6 +208,12 @@ async fn init_error(State(inner): State<Arc<Inner>>, body: Bytes) -> StatusCode 
 /// The Extensions API's registration, enough for `lambda_runtime`'s graceful-shutdown helper: on
 /// Lambda, only a function with a registered extension gets SIGTERM before it is stopped.
 async fn register_extension(State(inner): State<Arc<Inner>>) -> Response {
+    if inner
+        .refuse_extensions
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
     inner
         .extensions_registered
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
