@@ -424,27 +424,17 @@ async fn a_request_let_through_without_redis_counts_as_a_limiter_bypass() {
 
 #[tokio::test]
 async fn a_function_on_lambda_names_itself_in_its_metric_lines_and_reports_its_cold_start_once() {
-    use crate::support::runtime_api::{Outcome, RuntimeApi, lambda_env};
+    use crate::support::runtime_api::{Outcome, RuntimeApi, health_event};
     let db = TestDatabase::create().await;
     let api = RuntimeApi::start().await;
-    let mut function = tokio::process::Command::new(workspace_bin("health"))
-        .envs(lambda_env(&api, "backend-test-health"))
-        .env("APP_ENV", "test")
-        .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", crate::support::redis_url())
+    let mut function = api
+        .function("health", "backend-test-health", &db)
         .env("LOG_LEVEL", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("starting the health binary");
-    let event: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            crate::support::repo_root().join("tests/fixtures/events/health.json"),
-        )
-        .expect("the health event"),
-    )
-    .expect("event JSON");
+    let event = health_event();
     let mut statuses = Vec::new();
     for _ in 0..2 {
         let id = api.invoke(event.clone());

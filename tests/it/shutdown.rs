@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::{
     TestDatabase,
     database::admin_connection,
-    runtime_api::{Outcome, RuntimeApi, lambda_env},
+    runtime_api::{Outcome, RuntimeApi, health_event},
     workspace_bin,
 };
 
@@ -45,15 +45,11 @@ async fn a_function_whose_extension_is_refused_exits_before_its_first_event() {
     let db = TestDatabase::create().await;
     let api = RuntimeApi::start().await;
     api.refuse_extensions();
-    let mut function = tokio::process::Command::new(workspace_bin("health"))
-        .envs(lambda_env(&api, "health"))
-        .env("APP_ENV", "test")
-        .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", crate::support::redis_url())
+    let mut function = api
+        .function("health", "health", &db)
         .env("LOG_LEVEL", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("starting the health binary");
     let status = tokio::time::timeout(Duration::from_secs(10), function.wait())
@@ -71,25 +67,15 @@ async fn a_function_whose_extension_is_refused_exits_before_its_first_event() {
 async fn a_function_closes_its_database_connections_and_flushes_its_logs_on_sigterm() {
     let db = TestDatabase::create().await;
     let api = RuntimeApi::start().await;
-    let mut function = tokio::process::Command::new(workspace_bin("health"))
-        .envs(lambda_env(&api, "health"))
-        .env("APP_ENV", "test")
-        .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", crate::support::redis_url())
+    let mut function = api
+        .function("health", "health", &db)
         .env("LOG_LEVEL", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("starting the health binary");
 
-    let event: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            crate::support::repo_root().join("tests/fixtures/events/health.json"),
-        )
-        .expect("the health event"),
-    )
-    .expect("event JSON");
+    let event = health_event();
     let id = api.invoke(event);
     let Outcome::Response(answer) = api.outcome(&id, Duration::from_secs(30)).await else {
         panic!("the health invocation is answered");

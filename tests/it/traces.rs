@@ -22,7 +22,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::support::{
     STRONG_PASSWORD, TestDatabase,
-    runtime_api::{Outcome, RuntimeApi, lambda_env},
+    runtime_api::{Outcome, RuntimeApi, health_event},
     workspace_bin,
 };
 
@@ -541,11 +541,8 @@ async fn a_function_on_lambda_sends_its_spans_before_the_next_invocation_in_the_
     let addr = receiver.start().await;
     let db = TestDatabase::create().await;
     let api = RuntimeApi::start().await;
-    let mut function = tokio::process::Command::new(workspace_bin("health"))
-        .envs(lambda_env(&api, "health"))
-        .env("APP_ENV", "test")
-        .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", crate::support::redis_url())
+    let mut function = api
+        .function("health", "health", &db)
         .env("LOG_LEVEL", "info")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))
         // A batch sent only every 10 minutes: what arrives was flushed by the invocation.
@@ -553,17 +550,10 @@ async fn a_function_on_lambda_sends_its_spans_before_the_next_invocation_in_the_
         .env_remove("OTEL_SERVICE_NAME")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("starting the health binary");
 
-    let event: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            crate::support::repo_root().join("tests/fixtures/events/health.json"),
-        )
-        .expect("the health event"),
-    )
-    .expect("event JSON");
+    let event = health_event();
     let id = api.invoke(event);
     let Outcome::Response(answer) = api.outcome(&id, Duration::from_secs(30)).await else {
         panic!("the health invocation is answered");

@@ -23,6 +23,8 @@ use axum::{
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::{TestDatabase, workspace_bin};
+
 /// What the binary answered for one invocation.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -130,6 +132,29 @@ impl RuntimeApi {
             .await
             .unwrap_or_else(|_| panic!("invocation {id} got no answer within {within:?}"))
     }
+}
+
+impl RuntimeApi {
+    /// The command that runs the function binary `bin` as the Lambda function `name` against
+    /// this stand-in: the Lambda environment, `APP_ENV=test`, the database `db` and the test
+    /// Redis, killed when dropped. The caller adds its own variables and output, then spawns it.
+    pub fn function(&self, bin: &str, name: &str, db: &TestDatabase) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(workspace_bin(bin));
+        command
+            .envs(lambda_env(self, name))
+            .env("APP_ENV", "test")
+            .env("DATABASE_URL", &db.url)
+            .env("REDIS_URL", super::redis_url())
+            .kill_on_drop(true);
+        command
+    }
+}
+
+/// The stored API Gateway event of a `GET /health`.
+pub fn health_event() -> Value {
+    let path = super::repo_root().join("tests/fixtures/events/health.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("the health event"))
+        .expect("event JSON")
 }
 
 /// The environment a function binary needs to run against this stub.
