@@ -6,9 +6,11 @@
 # .aws-sam/build/<LogicalId>/bootstrap, which `sam deploy` zips; this prints each zip's size.
 #
 #   scripts/sam-build.sh           the release profile the deploy ships (fat LTO, one codegen unit)
-#   scripts/sam-build.sh --check   the same build, unoptimized (no LTO, opt-level 0): proves that
-#                                  the template builds, in a fraction of the time (CI); its sizes
-#                                  are not the shipped ones
+#   scripts/sam-build.sh --check   the same build without LTO, our crates at opt-level 0 (the
+#                                  dependencies keep the profile's per-package levels, which no
+#                                  environment variable can override for "*"): proves that the
+#                                  template builds, in a fraction of the time (CI); its sizes are
+#                                  not the shipped ones
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--check" ]; then
