@@ -346,15 +346,11 @@ mod tests {
                 Ok(())
             }
         }
-        impl<'a> MakeWriter<'a> for Lines {
-            type Writer = Lines;
-            fn make_writer(&'a self) -> Self::Writer {
-                self.clone()
-            }
-        }
 
         let lines = Lines(Arc::default());
-        tracing::subscriber::with_default(subscriber(log_level, lines.clone()), || {
+        let sink = lines.clone();
+        // A closure returning a writer is a MakeWriter, as in tests/it/logs.rs.
+        tracing::subscriber::with_default(subscriber(log_level, move || sink.clone()), || {
             tracing::info!(target: "auth", "auth info");
             tracing::info!(target: "users", "users info");
             tracing::warn!(target: "users", "users warn");
