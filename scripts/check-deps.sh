@@ -21,6 +21,10 @@ declare -A FORBIDDEN=(
 # algorithms' code.
 JWT_ALGORITHMS="rsa p256 p384 ed25519-dalek"
 
+# The AWS SDK speaks HTTP/1.1 through platform::aws's client: no function links HTTP/2, nor the
+# SDK's own client, which always brings it.
+HTTP2="h2 aws-smithy-http-client"
+
 # Serving the web client (tower-http's `fs` feature, which alone brings http-range-header) is
 # the local server's; no function links it.
 STATIC_SERVING="http-range-header"
@@ -32,7 +36,7 @@ deps_of() { # the workspace and registry packages NAME links, one per line
 
 for fn in "${FUNCTIONS[@]}"; do
   linked=$(deps_of "$fn")
-  for bad in ${FORBIDDEN[$fn]} $JWT_ALGORITHMS $STATIC_SERVING "${FUNCTIONS[@]}"; do
+  for bad in ${FORBIDDEN[$fn]} $JWT_ALGORITHMS $HTTP2 $STATIC_SERVING "${FUNCTIONS[@]}"; do
     [ "$bad" = "$fn" ] && continue
     if grep -qx -- "$bad" <<<"$linked"; then
       echo "check-deps: $fn links $bad" >&2

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::support::{
     TestApp, moto,
-    throwaway::{PgOptions, ThrowawayPostgres},
+    throwaway::{PgOptions, TestCa, ThrowawayPostgres},
 };
 
 async fn secrets_client() -> aws_sdk_secretsmanager::Client {
@@ -218,4 +218,68 @@ async fn without_secret_arns_the_environment_is_used_as_is() {
     ]);
     let (config, _) = platform::secrets::load(lookup(vars)).await.expect("config");
     assert_eq!(config.rate_limit_max, 7);
+}
+
+/// An HTTPS server (openssl s_server) with a certificate of a private CA, stopped on drop.
+struct Impostor(std::process::Child);
+
+impl Drop for Impostor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The SDK's connections check the service's certificate: an endpoint whose certificate chains
+/// to no public root (an impostor on the path) is refused at the handshake, before the request,
+/// with its credentials' signature, is sent.
+#[tokio::test]
+async fn an_endpoint_whose_certificate_no_public_root_signed_is_refused() {
+    let ca = TestCa::new();
+    let (cert, key) = ca.server_cert("impostor", "127.0.0.1");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let _server = Impostor(
+        std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "s_server did not listen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let config = platform::aws::sdk_config(
+        Some(&format!("https://127.0.0.1:{port}")),
+        Some("us-east-1".into()),
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    let err = aws_sdk_secretsmanager::Client::new(&config)
+        .get_secret_value()
+        .secret_id("app")
+        .send()
+        .await
+        .expect_err("an untrusted certificate must not be accepted");
+    let chain = format!(
+        "{}",
+        aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
+    );
+    assert!(chain.contains("UnknownIssuer"), "{chain}");
 }

@@ -17,22 +17,17 @@ use aws_config::{
     timeout::TimeoutConfig,
 };
 use aws_credential_types::{Credentials, provider::SharedCredentialsProvider};
-use aws_sdk_secretsmanager::config::SharedHttpClient;
-use aws_smithy_http_client::{
-    Builder,
-    tls::{Provider, rustls_provider::CryptoMode},
-};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
-/// The SDK's HTTPS client: hyper over rustls with ring, the crypto provider the database and
-/// Redis connections use, so that no function links a second TLS library (the SDK's default
-/// client brings AWS-LC). It trusts the system's roots, as the default client does. One per
+mod http_client;
+
+/// The SDK's HTTPS client ([`http_client::Http1Client`]): HTTP/1.1 over rustls with ring, the
+/// crypto provider the database and Redis connections use, so that no function links a second
+/// TLS library (the SDK's default client brings AWS-LC) or a second HTTP version. One per
 /// process: each connection pool it keeps is shared by every client built from it.
 pub fn http_client() -> SharedHttpClient {
-    static CLIENT: LazyLock<SharedHttpClient> = LazyLock::new(|| {
-        Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https()
-    });
+    static CLIENT: LazyLock<SharedHttpClient> =
+        LazyLock::new(|| SharedHttpClient::new(http_client::Http1Client::default()));
     CLIENT.clone()
 }
 
@@ -116,6 +111,13 @@ async fn credentials(region: &Region) -> SharedCredentialsProvider {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use tokio::io::AsyncReadExt;
+
     use super::*;
 
     fn moto() -> String {
@@ -151,6 +153,70 @@ mod tests {
             .await
             .expect("read");
         assert_eq!(read.secret_string(), Some("{\"k\":\"v\"}"));
+    }
+
+    /// A proxy to moto that counts the connections it accepts; with `drop_first`, it reads the
+    /// first connection's request and closes it unanswered, as a connection reset would.
+    async fn counting_proxy(drop_first: bool) -> (String, Arc<AtomicUsize>) {
+        let upstream = moto().trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = format!("http://{}", listener.local_addr().expect("addr"));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if drop_first && n == 0 {
+                        let mut request = [0u8; 1024];
+                        let _ = client.read(&mut request).await;
+                        return;
+                    }
+                    let mut server = tokio::net::TcpStream::connect(upstream)
+                        .await
+                        .expect("moto");
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn a_secret(client: &aws_sdk_secretsmanager::Client) -> String {
+        let name = format!("platform-aws-{}", uuid::Uuid::new_v4());
+        client
+            .create_secret()
+            .name(&name)
+            .secret_string("s3cr3t")
+            .send()
+            .await
+            .expect("create (is moto running? scripts/services.sh)");
+        name
+    }
+
+    /// A connection closed before the answer is an I/O failure the SDK retries on a new
+    /// connection, so the caller gets its answer.
+    #[tokio::test]
+    async fn a_connection_closed_before_the_answer_is_retried() {
+        let name = a_secret(&client(&moto(), Duration::from_secs(10))).await;
+        let (proxy, accepted) = counting_proxy(true).await;
+        let read = client(&proxy, Duration::from_secs(10))
+            .get_secret_value()
+            .secret_id(&name)
+            .send()
+            .await;
+        assert_eq!(
+            read.expect("answered on the retry").secret_string(),
+            Some("s3cr3t")
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "the dropped one and the retry"
+        );
     }
 
     /// With nothing listening, the call fails within its operation timeout, retried once, and
