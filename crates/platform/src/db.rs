@@ -19,8 +19,9 @@ use anyhow::{Context, bail};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::{
-    GenericClient, NoTls, Row,
+    GenericClient, NoTls, Row, Socket,
     config::SslMode,
+    tls::MakeTlsConnect,
     types::{ToSql, Type},
 };
 use tracing::Instrument;
@@ -82,7 +83,7 @@ pub fn pool_for(
     let manager = if target.tls {
         pg.ssl_mode(SslMode::Require);
         let ca = settings.ca_cert.as_deref().or(target.root_cert.as_deref());
-        Manager::from_config(pg, tls_connector(ca)?, manager_config)
+        Manager::from_config(pg, LazyTls::new(ca)?, manager_config)
     } else {
         pg.ssl_mode(SslMode::Disable);
         Manager::from_config(pg, NoTls, manager_config)
@@ -145,6 +146,49 @@ impl ConnectTarget {
 /// encrypt a connection to a DB instance", RDS user guide), compiled in so that a function's zip
 /// holds nothing but its `bootstrap` and no deploy step copies a file beside it.
 const RDS_CA_BUNDLE: &[u8] = include_bytes!("../../../infra/rds-ca.pem");
+
+/// The TLS connector, built on the pool's first connection. Parsing the public roots and the RDS
+/// bundle (92 certificates) added most of a millisecond to every cold start, which `/ready` and
+/// the requests that need no database do not need (docs/BENCHMARKS.md, 2026-12-07). A CA file
+/// named by `DATABASE_CA_CERT` or `sslrootcert` must still open at start, so that a wrong path
+/// stops the start instead of every later connection.
+#[derive(Clone)]
+struct LazyTls {
+    ca_path: Option<String>,
+    built: Arc<std::sync::OnceLock<tokio_postgres_rustls::MakeRustlsConnect>>,
+}
+
+impl LazyTls {
+    fn new(ca_path: Option<&str>) -> anyhow::Result<Self> {
+        if let Some(path) = ca_path {
+            File::open(path).with_context(|| format!("opening the database CA bundle {path}"))?;
+        }
+        Ok(Self {
+            ca_path: ca_path.map(str::to_owned),
+            built: Arc::default(),
+        })
+    }
+}
+
+type RustlsMake = tokio_postgres_rustls::MakeRustlsConnect;
+
+impl MakeTlsConnect<Socket> for LazyTls {
+    type Stream = <RustlsMake as MakeTlsConnect<Socket>>::Stream;
+    type TlsConnect = <RustlsMake as MakeTlsConnect<Socket>>::TlsConnect;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<Self::TlsConnect, Self::Error> {
+        let connector = match self.built.get() {
+            Some(connector) => connector,
+            None => {
+                let connector = tls_connector(self.ca_path.as_deref())?;
+                self.built.get_or_init(|| connector)
+            }
+        };
+        MakeTlsConnect::<Socket>::make_tls_connect(&mut connector.clone(), domain)
+            .map_err(Into::into)
+    }
+}
 
 fn tls_connector(
     ca_path: Option<&str>,
@@ -566,6 +610,23 @@ mod ca_bundle_tests {
     fn the_rds_ca_bundle_in_the_repository_loads() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/rds-ca.pem");
         super::tls_connector(Some(path)).expect("the RDS CA bundle parses");
+    }
+
+    /// The roots are parsed on the first connection, not when the pool is built; a CA file that
+    /// does not open still stops the start.
+    #[test]
+    fn the_tls_connector_is_built_on_the_first_connection() {
+        use tokio_postgres::tls::MakeTlsConnect;
+        let mut tls = super::LazyTls::new(None).expect("no file to open");
+        assert!(tls.built.get().is_none(), "nothing parsed at start");
+        MakeTlsConnect::<tokio_postgres::Socket>::make_tls_connect(&mut tls, "db.example.com")
+            .expect("a connector for a valid host name");
+        assert!(tls.built.get().is_some());
+
+        let missing = super::LazyTls::new(Some("/nonexistent/rds-ca.pem"))
+            .err()
+            .expect("a CA file that does not open stops the start");
+        assert!(format!("{missing:#}").contains("/nonexistent/rds-ca.pem"));
     }
 
     /// Without DATABASE_CA_CERT (a function's zip holds only its bootstrap), a certificate from
