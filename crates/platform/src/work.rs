@@ -139,8 +139,22 @@ impl std::fmt::Debug for Inner {
 /// this, blocking work waits in tokio's queue instead.
 pub const MAX_BLOCKING_THREADS: usize = 64;
 
-/// The multi-threaded runtime every binary runs on: tokio's defaults, with the blocking pool
-/// bounded by [`MAX_BLOCKING_THREADS`]. (`#[tokio::main]` cannot set that bound.)
+/// The runtime of a function serving API Gateway events on Lambda: one thread. Lambda hands an
+/// instance one event at a time and gives it at most one vCPU below 1,769 MB, so worker threads
+/// would only add their start to every cold start; the event's I/O (Postgres and Redis in
+/// parallel, the shutdown extension's round trip while the routes are built) still overlaps on
+/// the one thread. Password hashes run on [`Slots`]' own threads, as everywhere.
+pub fn lambda_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    crate::metrics::mark_process_start();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()
+}
+
+/// The multi-threaded runtime of the local server, the `db` tool and the migrate and backup
+/// functions: tokio's defaults, with the blocking pool bounded by [`MAX_BLOCKING_THREADS`].
+/// (`#[tokio::main]` cannot set that bound.)
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     crate::metrics::mark_process_start();
     tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,6 @@
 //! The auth function on Lambda: wiring only.
 
 fn main() -> Result<(), lambda_http::Error> {
-    platform::work::runtime()?.block_on(async { http_kit::serve_on_lambda(auth::routes).await })
+    platform::work::lambda_runtime()?
+        .block_on(async { http_kit::serve_on_lambda(auth::routes).await })
 }

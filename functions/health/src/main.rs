@@ -1,5 +1,6 @@
 //! The health function on Lambda: wiring only.
 
 fn main() -> Result<(), lambda_http::Error> {
-    platform::work::runtime()?.block_on(async { http_kit::serve_on_lambda(health::routes).await })
+    platform::work::lambda_runtime()?
+        .block_on(async { http_kit::serve_on_lambda(health::routes).await })
 }
