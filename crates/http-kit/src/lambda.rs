@@ -18,10 +18,9 @@ where
     platform::telemetry::init_traced(&config);
     platform::error_tracking::init(&config);
     let platform = Platform::with_refresh(config, refresh).await?;
-    // The extension's registration is a round trip to the Runtime API: it is sent first (the
-    // yield lets it run up to the wait for the answer, on a one-thread runtime too), and the
-    // routes are built while the answer is on its way. Both finish before the first `/next`,
-    // as Lambda requires.
+    // The extension's registration is a connection and a round trip to the Runtime API. The
+    // yield lets it start first (on a one-thread runtime too): its connection opens while the
+    // routes are built. Both finish before the first `/next`, as Lambda requires.
     let registering = tokio::spawn(close_on_shutdown(platform.clone()));
     tokio::task::yield_now().await;
     let routes = routes(platform.clone()).await?;
