@@ -145,19 +145,21 @@ pub const MAX_BLOCKING_THREADS: usize = 64;
 /// parallel, the shutdown extension's round trip while the routes are built) still overlaps on
 /// the one thread. Password hashes run on [`Slots`]' own threads, as everywhere.
 pub fn lambda_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    crate::metrics::mark_process_start();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(MAX_BLOCKING_THREADS)
-        .build()
+    start(tokio::runtime::Builder::new_current_thread())
 }
 
 /// The multi-threaded runtime of the local server, the `db` tool and the migrate and backup
 /// functions: tokio's defaults, with the blocking pool bounded by [`MAX_BLOCKING_THREADS`].
 /// (`#[tokio::main]` cannot set that bound.)
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    start(tokio::runtime::Builder::new_multi_thread())
+}
+
+/// What both runtimes share: every driver, the bounded blocking pool, and the process start
+/// marked for the cold-start metric.
+fn start(mut builder: tokio::runtime::Builder) -> std::io::Result<tokio::runtime::Runtime> {
     crate::metrics::mark_process_start();
-    tokio::runtime::Builder::new_multi_thread()
+    builder
         .enable_all()
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
