@@ -193,13 +193,8 @@ impl MakeTlsConnect<Socket> for LazyTls {
 fn tls_connector(
     ca_path: Option<&str>,
 ) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    let roots = root_store(ca_path)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("choosing TLS versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config =
+        crate::state::tls_client_config(root_store(ca_path)?).context("choosing TLS versions")?;
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 

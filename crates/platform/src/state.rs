@@ -91,6 +91,21 @@ pub struct Refresh {
     pub replica: Option<crate::db::CredentialRefresh>,
 }
 
+/// A TLS client configuration over ring, the provider the whole process uses, trusting `roots`:
+/// the database's and the AWS SDK's connections both start here.
+pub(crate) fn tls_client_config(
+    roots: rustls::RootCertStore,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
 /// rustls needs one process-wide crypto provider when more than one is linked.
 pub fn install_crypto_provider() {
     // An error only means a provider is already installed.

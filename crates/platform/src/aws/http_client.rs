@@ -8,7 +8,7 @@
 //! built-in web roots as the Redis client.
 
 use std::{
-    sync::{Arc, LazyLock, Mutex},
+    sync::{LazyLock, Mutex},
     time::Duration,
 };
 
@@ -75,11 +75,7 @@ fn new_pool(connect_timeout: Option<Duration>) -> Pool {
 static TLS: LazyLock<rustls::ClientConfig> = LazyLock::new(|| {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
+    crate::state::tls_client_config(roots).expect("ring supports the default TLS versions")
 });
 
 impl HttpClient for Http1Client {
