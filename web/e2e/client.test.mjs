@@ -399,6 +399,22 @@ describe("the web client", { concurrency: false }, () => {
     await snap("account-deleted");
   });
 
+  it("renders the API reference at /api/docs with every operation of the document", async () => {
+    const doc = await (await fetch(`${BASE_URL}/api/v1/openapi.json`)).json();
+    const operations = Object.values(doc.paths).flatMap((item) =>
+      Object.keys(item).filter((key) =>
+        ["get", "put", "post", "delete", "patch", "head", "options"].includes(key),
+      ),
+    );
+    await page.goto(`${BASE_URL}/api/docs`);
+    await page.locator(".opblock").first().waitFor();
+    assert.equal(await page.locator(".opblock").count(), operations.length);
+    await page.locator(".opblock-summary-path", { hasText: "/api/v1/users/me" }).first().waitFor();
+    // The base layout: no top bar offering to explore another document.
+    assert.equal(await page.locator(".topbar").count(), 0);
+    await snap("api-reference");
+  });
+
   it("ran every page within its Content-Security-Policy, with no script error", () => {
     assert.deepEqual(pageErrors, []);
   });

@@ -304,7 +304,9 @@ const DOCS_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src '
 fn docs_response(file: &str) -> Response {
     static CONFIG: std::sync::LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> =
         std::sync::LazyLock::new(|| {
-            Arc::new(utoipa_swagger_ui::Config::from("/api/v1/openapi.json"))
+            // The base layout: the standalone one's top bar picks another document, and
+            // there is only this one (functions/health/swagger-ui/swagger-initializer.js).
+            Arc::new(utoipa_swagger_ui::Config::from("/api/v1/openapi.json").use_base_layout())
         });
     // The bundles the page never loads are built in empty (.cargo/config.toml): not found.
     let Ok(Some(found)) = utoipa_swagger_ui::serve(file, CONFIG.clone()) else {
