@@ -18,8 +18,8 @@
 //! ```
 //!
 //! The Runtime API paths are the documented ones ("AWS Lambda runtime API", Lambda developer
-//! guide), plus the Extensions API's `register` and `event/next` that `lambda_runtime`'s graceful
-//! shutdown uses: once every event is answered, the process gets SIGTERM and the extension
+//! guide), plus the Extensions API's `register` and `event/next` that the functions' shutdown
+//! extension uses: once every event is answered, the process gets SIGTERM and the extension
 //! `SHUTDOWN`, as Lambda ends an instance. Written in Rust
 //! over a current-thread runtime so that its own answers cost tens of microseconds, not the
 //! function's cold start.

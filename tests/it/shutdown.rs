@@ -90,6 +90,15 @@ async fn a_function_closes_its_database_connections_and_flushes_its_logs_on_sigt
         1,
         "the function registered the extension that makes Lambda send SIGTERM"
     );
+    // Lambda counts an extension's init done when it asks for its next event.
+    let polled = async {
+        while api.extension_polls() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), polled)
+        .await
+        .expect("the extension waits on its event/next with its identifier");
 
     sigterm(&function);
     let status = tokio::time::timeout(Duration::from_secs(10), function.wait())

@@ -5,6 +5,9 @@ use std::future::Future;
 
 use axum::Router;
 use platform::Platform;
+use tokio::signal::unix::{SignalKind, signal};
+
+mod shutdown_extension;
 
 /// A route group's whole `main` on Lambda, run once per cold start: settings (and secrets),
 /// logs, pools, the group's own state and routes, then invocations until shutdown.
@@ -24,23 +27,31 @@ where
     let registering = tokio::spawn(close_on_shutdown(platform.clone()));
     tokio::task::yield_now().await;
     let routes = routes(platform.clone()).await?;
-    registering.await?;
+    registering.await??;
     run_on_lambda(routes, &platform).await
 }
 
 /// Lambda sends SIGTERM before it freezes an instance for good, but only to a function that has
-/// an extension registered: `lambda_runtime` registers a no-op one and runs this hook on the
-/// signal. The pools close, the shutdown line says how many connections they held, and the last
-/// log lines are flushed before the runtime exits the process.
-pub async fn close_on_shutdown(platform: Platform) {
-    lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
+/// an extension registered: this registers a no-op one ([`shutdown_extension`]) and runs this
+/// hook on the signal. The pools close, the shutdown line says how many connections they held,
+/// and the last log lines are flushed before the process exits.
+async fn close_on_shutdown(platform: Platform) -> Result<(), lambda_http::Error> {
+    shutdown_extension::register().await?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sigterm.recv() => {}
+            _ = sigint.recv() => {}
+        }
         let closed = platform.close();
         tracing::info!(connections = closed, "shutdown: database pools closed");
         platform::traces::shutdown();
         platform::metrics::flush();
         let _ = std::io::Write::flush(&mut std::io::stdout());
-    })
-    .await;
+        std::process::exit(0);
+    });
+    Ok(())
 }
 
 /// Runs a route group on Lambda: wraps it in the common layers and serves invocations.

@@ -39,6 +39,8 @@ struct Inner {
     queued_signal: Notify,
     outcome_signal: Notify,
     extensions_registered: std::sync::atomic::AtomicUsize,
+    /// Extension polls (`event/next`) carrying the identifier the registration gave.
+    extension_polls: std::sync::atomic::AtomicUsize,
     /// Answer every extension registration with a 500.
     refuse_extensions: std::sync::atomic::AtomicBool,
     polls: std::sync::atomic::AtomicUsize,
@@ -55,6 +57,14 @@ impl RuntimeApi {
     pub fn extensions_registered(&self) -> usize {
         self.inner
             .extensions_registered
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many extension polls (`GET .../extension/event/next`) with the registration's
+    /// identifier arrived so far.
+    pub fn extension_polls(&self) -> usize {
+        self.inner
+            .extension_polls
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
@@ -230,14 +240,28 @@ async fn init_error(State(inner): State<Arc<Inner>>, body: Bytes) -> StatusCode 
     record(&inner, "init".into(), Outcome::Error(json_of(&body)))
 }
 
-/// The Extensions API's registration, enough for `lambda_runtime`'s graceful-shutdown helper: on
-/// Lambda, only a function with a registered extension gets SIGTERM before it is stopped.
-async fn register_extension(State(inner): State<Arc<Inner>>) -> Response {
+/// The Extensions API's registration: on Lambda, only a function with a registered extension
+/// gets SIGTERM before it is stopped. As Lambda does, a registration without a name or with a
+/// body other than a list of events is refused with a 400.
+async fn register_extension(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if inner
         .refuse_extensions
         .load(std::sync::atomic::Ordering::SeqCst)
     {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let named = headers
+        .get("lambda-extension-name")
+        .is_some_and(|name| !name.is_empty());
+    let events = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|body| body.get("events").cloned());
+    if !named || !events.as_ref().is_some_and(Value::is_array) {
+        return StatusCode::BAD_REQUEST.into_response();
     }
     inner
         .extensions_registered
@@ -249,14 +273,26 @@ async fn register_extension(State(inner): State<Arc<Inner>>) -> Response {
     });
     (
         StatusCode::OK,
-        [("lambda-extension-identifier", "test-extension-id")],
+        [("lambda-extension-identifier", EXTENSION_ID)],
         body.to_string(),
     )
         .into_response()
 }
 
-/// A no-op extension subscribes to no event: its poll waits for ever, as on Lambda.
-async fn no_extension_events() -> Response {
+const EXTENSION_ID: &str = "test-extension-id";
+
+/// A no-op extension subscribes to no event: its poll waits for ever, as on Lambda. A poll
+/// without the registration's identifier is refused with a 403, as Lambda does.
+async fn no_extension_events(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+    if headers
+        .get("lambda-extension-identifier")
+        .is_none_or(|id| id != EXTENSION_ID)
+    {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    inner
+        .extension_polls
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     std::future::pending::<()>().await;
     StatusCode::OK.into_response()
 }
