@@ -33,6 +33,10 @@ STATIC_SERVING="http-range-header"
 # builds in the Logs and Telemetry API servers, which no function starts.
 EXTENSION_SERVERS="lambda-extension"
 
+# Error reports and traces go out through platform::outbound, over the same HTTP/1.1 client as
+# the AWS SDK: no second HTTP stack.
+SECOND_HTTP_CLIENT="reqwest"
+
 failed=0
 deps_of() { # the workspace and registry packages NAME links, one per line
   cargo tree -p "$1" -e normal --prefix none --offline 2>/dev/null | awk '{print $1}' | sort -u
@@ -40,7 +44,7 @@ deps_of() { # the workspace and registry packages NAME links, one per line
 
 for fn in "${FUNCTIONS[@]}"; do
   linked=$(deps_of "$fn")
-  for bad in ${FORBIDDEN[$fn]} $JWT_ALGORITHMS $HTTP2 $STATIC_SERVING $EXTENSION_SERVERS "${FUNCTIONS[@]}"; do
+  for bad in ${FORBIDDEN[$fn]} $JWT_ALGORITHMS $HTTP2 $STATIC_SERVING $EXTENSION_SERVERS $SECOND_HTTP_CLIENT "${FUNCTIONS[@]}"; do
     [ "$bad" = "$fn" ] && continue
     if grep -qx -- "$bad" <<<"$linked"; then
       echo "check-deps: $fn links $bad" >&2

@@ -19,7 +19,7 @@ use aws_config::{
 use aws_credential_types::{Credentials, provider::SharedCredentialsProvider};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
-mod http_client;
+pub(crate) mod http_client;
 
 /// The SDK's HTTPS client ([`http_client::Http1Client`]): HTTP/1.1 over rustls with ring, the
 /// crypto provider the database and Redis connections use, so that no function links a second

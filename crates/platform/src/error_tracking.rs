@@ -22,6 +22,8 @@ use sentry::protocol::{Event, Exception, Level};
 
 use crate::{config::Config, telemetry::scrub_text};
 
+mod transport;
+
 /// The longest a failed request's answer waits for its report to be sent.
 pub const FLUSH_WITHIN: Duration = Duration::from_secs(2);
 
@@ -43,13 +45,17 @@ pub fn init(config: &Config) {
     }
     // Non-exhaustive: set field by field.
     let mut options = sentry::ClientOptions::default();
-    options.dsn = Some(dsn);
+    options.dsn = Some(dsn.clone());
     options.release = config.release.clone().map(Cow::Owned);
     options.environment = Some(Cow::Owned(config.app_env.to_string()));
     options.send_default_pii = false;
     options.default_integrations = false;
     options.attach_stacktrace = false;
     options.before_send = Some(Arc::new(|event| Some(scrubbed(event))));
+    let transport = Arc::new(transport::Transport::new(&dsn, &options.user_agent));
+    options.transport = Some(Arc::new(move |_: &sentry::ClientOptions| {
+        transport.clone() as Arc<dyn sentry::Transport>
+    }));
     let guard = sentry::init(options);
     if CLIENT.set(guard).is_ok() {
         report_panics();

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error_tracking;
 pub mod metrics;
+mod outbound;
 pub mod secrets;
 pub mod state;
 #[cfg(feature = "s3")]

@@ -39,9 +39,38 @@ pub const TARGET: &str = "platform::traces";
 /// The exporting provider, once [`layer`] has built it.
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
-/// The longest an export may take; `OTEL_EXPORTER_OTLP_TIMEOUT` overrides it. A collector that
-/// does not answer costs an invocation this much after its answer left, never more.
+/// The longest an export may take; `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` or
+/// `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds) overrides it. A collector that does not answer
+/// costs an invocation this much after its answer left, never more.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The export timeout the environment sets, as every OpenTelemetry SDK reads it.
+fn export_timeout(lookup: impl Fn(&str) -> Option<String>) -> Duration {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .into_iter()
+    .find_map(|name| lookup(name)?.trim().parse::<u64>().ok())
+    .map_or(EXPORT_TIMEOUT, Duration::from_millis)
+}
+
+/// The OTLP exporter's HTTP client: each export sent from the telemetry thread
+/// ([`crate::outbound`]), within the export timeout.
+#[derive(Debug)]
+struct Exporter {
+    timeout: Duration,
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for Exporter {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        crate::outbound::send(request, self.timeout).await
+    }
+}
 
 /// Whether spans are being exported.
 pub fn enabled() -> bool {
@@ -68,17 +97,13 @@ where
     if PROVIDER.get().is_some() {
         return None;
     }
-    use opentelemetry_otlp::WithExportConfig;
-    // The exporter's HTTP client (reqwest over rustls) takes the process's crypto provider.
-    crate::install_crypto_provider();
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-    if std::env::var_os("OTEL_EXPORTER_OTLP_TIMEOUT").is_none()
-        && std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT").is_none()
-    {
-        exporter = exporter.with_timeout(EXPORT_TIMEOUT);
-    }
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_http_client(Exporter {
+            timeout: export_timeout(|name| std::env::var(name).ok()),
+        });
     // The endpoint itself (and any `OTEL_EXPORTER_OTLP_HEADERS`) the exporter reads from the
     // environment, as every OpenTelemetry SDK does: `<endpoint>/v1/traces`.
     let exporter = match exporter.build() {
@@ -234,6 +259,34 @@ pub fn end_request(span: &Span, status: u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_export_timeout_is_the_environment_s_in_milliseconds_traces_first() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(export_timeout(env(&[])), EXPORT_TIMEOUT);
+        assert_eq!(
+            export_timeout(env(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "500")])),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            export_timeout(env(&[
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
+                ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "250"),
+            ])),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            export_timeout(env(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")])),
+            EXPORT_TIMEOUT
+        );
+    }
 
     #[test]
     fn an_xray_root_becomes_the_trace_id() {

@@ -26,7 +26,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
 };
 
-type Https = hyper_rustls::HttpsConnector<TcpConnector>;
+pub(crate) type Https = hyper_rustls::HttpsConnector<TcpConnector>;
 type Pool = Client<Https, SdkBody>;
 
 /// How long an idle connection stays in the pool: a warm Lambda instance reuses its connection to
@@ -53,21 +53,27 @@ impl Http1Client {
 }
 
 fn new_pool(connect_timeout: Option<Duration>) -> Pool {
-    let mut tcp = TcpConnector::new();
-    tcp.enforce_http(false);
-    tcp.set_nodelay(true);
-    tcp.set_connect_timeout(connect_timeout);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*TLS).clone())
-        // `http://` too: the emulator (moto) in development and tests.
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(tcp);
     Client::builder(TokioExecutor::new())
         // Without a timer the pool never expires idle connections.
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE)
-        .build(https)
+        .build(https_connector(connect_timeout))
+}
+
+/// HTTP/1.1 over rustls with ring and the built-in roots: the SDK's connections and the
+/// telemetry exporters' ([`crate::outbound`]).
+pub(crate) fn https_connector(connect_timeout: Option<Duration>) -> Https {
+    let mut tcp = TcpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(connect_timeout);
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*TLS).clone())
+        // `http://` too: the emulator (moto) in development and tests, a collector beside the
+        // process.
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp)
 }
 
 /// Mozilla's roots (webpki-roots), as for Redis: AWS's endpoints chain to Amazon's roots, which
