@@ -208,3 +208,60 @@ async fn a_5xx_and_a_panic_are_reported_with_their_request_and_without_secrets_a
         assert!(!text.contains(secret), "{secret} reached a report:\n{text}");
     }
 }
+
+/// A panic outside any request, on the runtime's only thread (as on Lambda): the panic hook
+/// waits for its report, which the telemetry thread sends while this thread is held.
+#[tokio::test(flavor = "current_thread")]
+async fn a_panic_outside_a_request_on_a_one_thread_runtime_is_reported_before_it_unwinds() {
+    // The receiver runs on a thread of its own: this runtime's only thread is the one the hook
+    // holds.
+    let receiver = Receiver::default();
+    let (started, addr) = std::sync::mpsc::channel();
+    let serving = receiver.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("the receiver's runtime");
+        runtime.block_on(async move {
+            started.send(serving.start().await).expect("the test waits");
+            std::future::pending::<()>().await;
+        });
+    });
+    let addr = addr.recv().expect("the receiver's address");
+    let dsn = format!("http://publickey123@{addr}/42");
+    let config = platform::config::Config::from_lookup(|name| match name {
+        "SENTRY_DSN" => Some(dsn.clone()),
+        "APP_ENV" => Some("development".into()),
+        _ => None,
+    })
+    .expect("settings");
+    platform::error_tracking::init(&config);
+    assert!(platform::error_tracking::enabled());
+
+    let crashed = tokio::spawn(async {
+        if true {
+            panic!("the scheduler lost its lease: token=outside-token-secret");
+        }
+    })
+    .await;
+    assert!(crashed.is_err_and(|e| e.is_panic()));
+
+    // No wait here: the hook returned only once the report was answered.
+    let events = receiver.events();
+    let report = events
+        .iter()
+        .find(|e| e["message"] == "panic outside a request")
+        .unwrap_or_else(|| panic!("the report, before the panic unwound: {events:?}"));
+    assert_eq!(report["level"], "fatal");
+    let message = report["exception"]["values"][0]["value"]
+        .as_str()
+        .expect("the panic's message");
+    assert!(
+        message.contains("the scheduler lost its lease"),
+        "{message}"
+    );
+    assert!(
+        !receiver
+            .envelopes()
+            .join("\n")
+            .contains("outside-token-secret")
+    );
+}
