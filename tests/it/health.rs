@@ -232,3 +232,42 @@ async fn probes_queued_behind_a_slow_check_share_its_result() {
         "10 probes of a hung database took {took:?}: one check, not ten in a row"
     );
 }
+
+/// The health function's router is written out route by route (it serves the committed
+/// document instead of building its operations at every cold start): every operation of the
+/// group's OpenAPI part must reach a handler of that router, with its method.
+#[tokio::test]
+async fn the_router_answers_every_operation_of_the_group_s_document() {
+    let app = TestApp::spawn().await;
+    let router = health::router(app.state.clone());
+    let document = health::openapi_part();
+    let mut operations = 0;
+    for (path, item) in &document.paths.paths {
+        let methods = [
+            (http::Method::GET, item.get.is_some()),
+            (http::Method::PUT, item.put.is_some()),
+            (http::Method::POST, item.post.is_some()),
+            (http::Method::DELETE, item.delete.is_some()),
+            (http::Method::PATCH, item.patch.is_some()),
+        ];
+        for (method, _) in methods.into_iter().filter(|(_, declared)| *declared) {
+            operations += 1;
+            let concrete = path.replace("{file}", "swagger-ui.css");
+            let req = crate::support::request(method.clone(), &concrete)
+                .body(axum::body::Body::empty())
+                .expect("a request");
+            let res = crate::support::send_to(&router, req).await;
+            assert!(
+                res.status != 404 && res.status != 405,
+                "{method} {path} is documented but the router answers {}",
+                res.status
+            );
+        }
+    }
+    assert_eq!(
+        operations,
+        5,
+        "the group's operations: {:?}",
+        document.paths.paths.keys()
+    );
+}
