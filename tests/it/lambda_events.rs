@@ -89,3 +89,61 @@ async fn the_users_me_event_runs_through_the_users_router() {
     assert_eq!(res.status, 200);
     assert_eq!(res.json()["email"], "event@example.com");
 }
+
+/// Each function's router on Lambda comes from the same declarations as its part of the
+/// document, without building the operations (`http_kit::declared`): every documented operation
+/// reaches a handler with its method, and any other method on a documented path is a 405.
+#[tokio::test]
+async fn each_function_s_router_serves_exactly_the_methods_its_document_declares() {
+    let app = TestApp::spawn().await;
+    let state = || app.state.clone();
+    let groups = [
+        (
+            "health",
+            health::openapi_part(),
+            health::routes(state()).await,
+        ),
+        ("auth", auth::openapi_part(), auth::routes(state()).await),
+        ("users", users::openapi_part(), users::routes(state()).await),
+        (
+            "uploads",
+            uploads::openapi_part(),
+            uploads::routes(state()).await,
+        ),
+    ];
+    let mut operations = 0;
+    for (group, document, router) in groups {
+        let router = router.expect("the group's routes");
+        let declared = http_kit::openapi::routes(&document);
+        for path in document.paths.paths.keys() {
+            let concrete = path
+                .replace("{file}", "swagger-ui.css")
+                .replace("{id}", "0190b6a4-5a2c-7c3e-8f00-000000000001");
+            for method in ["GET", "PUT", "POST", "DELETE", "PATCH"] {
+                let req = crate::support::request(
+                    http::Method::from_bytes(method.as_bytes()).expect("a method"),
+                    &concrete,
+                )
+                .body(axum::body::Body::empty())
+                .expect("a request");
+                let res = crate::support::send_to(&router, req).await;
+                if declared.contains(&(method.to_owned(), path.clone())) {
+                    operations += 1;
+                    // The router's own 404 (no route) has no body; a handler's is problem+json.
+                    let unrouted = res.status == 405 || (res.status == 404 && res.body.is_empty());
+                    assert!(
+                        !unrouted,
+                        "{group}: {method} {path} is declared but answers {}",
+                        res.status
+                    );
+                } else {
+                    assert_eq!(
+                        res.status, 405,
+                        "{group}: {method} {path} is not declared but is routed"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(operations, 21, "the four groups' operations");
+}

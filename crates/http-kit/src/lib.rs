@@ -3,6 +3,7 @@
 //! and cursor pagination. No domain type appears here.
 
 pub mod client_ip;
+pub mod declared;
 pub mod error;
 pub mod extract;
 pub mod lambda;

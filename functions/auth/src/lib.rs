@@ -56,7 +56,9 @@ pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
 }
 
 pub fn router(state: AuthState) -> Router {
-    api().split_for_parts().0.with_state(state)
+    // The routes of `api`, without building their OpenAPI operations (http_kit::declared).
+    http_kit::declared_routes!(register, login, refresh_session, logout, logout_all)
+        .with_state(state)
 }
 
 #[derive(Deserialize, ToSchema)]

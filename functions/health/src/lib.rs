@@ -16,7 +16,6 @@ use axum::{
     extract::{Path, State},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use chrono::{SecondsFormat, Utc};
 use platform::Platform;
@@ -105,17 +104,10 @@ pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
     Ok(router(platform))
 }
 
-/// The routes of [`api`], without building their OpenAPI operations: this group serves the
-/// committed document ([`OPENAPI`]), so only [`openapi_part`] needs them, and every cold start
-/// would build and drop them (and the binary carry their code). The integration test
-/// `the_router_answers_every_operation_of_the_group_s_document` keeps the two in step.
+/// The routes of [`api`], without building their OpenAPI operations
+/// ([`http_kit::declared`]): this group serves the committed document ([`OPENAPI`]).
 pub fn router(state: Platform) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/docs", get(docs))
-        .route("/api/docs/{file}", get(docs_file))
+    http_kit::declared_routes!(health, ready, openapi, docs, docs_file)
         .layer(Extension(Arc::new(Probe::default())))
         .with_state(state)
 }

@@ -61,7 +61,8 @@ pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
 }
 
 pub fn router(state: UploadsState) -> Router {
-    api().split_for_parts().0.with_state(state)
+    // The routes of `api`, without building their OpenAPI operations (http_kit::declared).
+    http_kit::declared_routes!(create, list, show, remove, complete).with_state(state)
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -53,7 +53,9 @@ pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
 }
 
 pub fn router(state: UsersState) -> Router {
-    api().split_for_parts().0.with_state(state)
+    // The routes of `api`, without building their OpenAPI operations (http_kit::declared).
+    http_kit::declared_routes!(me, update_me, delete_me, change_password, list, show)
+        .with_state(state)
 }
 
 /// The signed-in user
