@@ -11,16 +11,13 @@
 //! the built-in roots). The exporters' own clients would each link reqwest, a second HTTP stack
 //! of about 200 KiB of code in every function.
 
-use std::{future::Future, sync::OnceLock, time::Duration};
+use std::{sync::OnceLock, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::{
-    client::legacy::Client,
-    rt::{TokioExecutor, TokioTimer},
-};
+use hyper_util::client::legacy::Client;
 
-use crate::aws::http_client::{Https, https_connector};
+use crate::aws::http_client::{Https, new_pool};
 
 /// What can go wrong with a request; the exporters only log or count it.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -52,27 +49,26 @@ fn outbound() -> Option<&'static Outbound> {
                 .name("telemetry-out".into())
                 .spawn(move || runtime.block_on(std::future::pending::<()>()))
                 .ok()?;
-            let client = Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(Duration::from_secs(50))
-                .build(https_connector(Some(CONNECT_TIMEOUT)));
             Some(Outbound {
                 runtime: handle,
-                client,
+                client: new_pool(Some(CONNECT_TIMEOUT)),
             })
         })
         .as_ref()
 }
 
-/// Runs `task` on the telemetry thread; `false` if that thread could not start.
-pub(crate) fn spawn(task: impl Future<Output = ()> + Send + 'static) -> bool {
-    match outbound() {
-        Some(out) => {
-            out.runtime.spawn(task);
-            true
-        }
-        None => false,
-    }
+/// Sends `request` from the telemetry thread, then hands its outcome to `then` there; `false`
+/// (and `then` never called) if that thread could not start. For a caller that does not wait.
+pub(crate) fn send_then<F>(request: http::Request<Bytes>, timeout: Duration, then: F) -> bool
+where
+    F: FnOnce(Result<http::Response<Bytes>, Error>) + Send + 'static,
+{
+    let Some(out) = outbound() else {
+        return false;
+    };
+    let exchange = exchange(out.client.clone(), request, timeout);
+    out.runtime.spawn(async move { then(exchange.await) });
+    true
 }
 
 /// Sends `request` from the telemetry thread and reads its answer, all within `timeout`. Any
@@ -82,24 +78,27 @@ pub(crate) async fn send(
     timeout: Duration,
 ) -> Result<http::Response<Bytes>, Error> {
     let out = outbound().ok_or("the telemetry thread could not start")?;
-    let client = out.client.clone();
-    let exchange = async move {
+    out.runtime
+        .spawn(exchange(out.client.clone(), request, timeout))
+        .await?
+}
+
+/// One request and its answer's head and body, within `timeout`. Runs on the telemetry runtime:
+/// the caller may have no timer (the batch processor's thread), so even the timeout is made there.
+async fn exchange(
+    client: Client<Https, Full<Bytes>>,
+    request: http::Request<Bytes>,
+    timeout: Duration,
+) -> Result<http::Response<Bytes>, Error> {
+    let answered = async move {
         let answer = client.request(request.map(Full::new)).await?;
         let (head, body) = answer.into_parts();
         let body = Limited::new(body, MAX_ANSWER).collect().await?.to_bytes();
         Ok::<_, Error>(http::Response::from_parts(head, body))
     };
-    // The timer is the telemetry runtime's: the caller may have none (the batch processor's
-    // thread), so even the timeout is made there.
-    match out
-        .runtime
-        .spawn(async move { tokio::time::timeout(timeout, exchange).await })
+    tokio::time::timeout(timeout, answered)
         .await
-    {
-        Ok(Ok(answered)) => answered,
-        Ok(Err(_)) => Err(format!("no answer within {} ms", timeout.as_millis()).into()),
-        Err(stopped) => Err(stopped.into()),
-    }
+        .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
 }
 
 #[cfg(test)]

@@ -52,7 +52,14 @@ impl Http1Client {
     }
 }
 
-fn new_pool(connect_timeout: Option<Duration>) -> Pool {
+/// A pooled HTTP/1.1 client over [`https_connector`]: the SDK's (one per connect timeout) and
+/// the telemetry exporters' ([`crate::outbound`]).
+pub(crate) fn new_pool<B>(connect_timeout: Option<Duration>) -> Client<Https, B>
+where
+    B: hyper::body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     Client::builder(TokioExecutor::new())
         // Without a timer the pool never expires idle connections.
         .pool_timer(TokioTimer::new())
@@ -60,9 +67,8 @@ fn new_pool(connect_timeout: Option<Duration>) -> Pool {
         .build(https_connector(connect_timeout))
 }
 
-/// HTTP/1.1 over rustls with ring and the built-in roots: the SDK's connections and the
-/// telemetry exporters' ([`crate::outbound`]).
-pub(crate) fn https_connector(connect_timeout: Option<Duration>) -> Https {
+/// HTTP/1.1 over rustls with ring and the built-in roots.
+fn https_connector(connect_timeout: Option<Duration>) -> Https {
     let mut tcp = TcpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);

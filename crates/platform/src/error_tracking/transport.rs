@@ -58,8 +58,9 @@ impl sentry::Transport for Transport {
         };
         let sending = Sending::start(self.in_flight.clone());
         let limits = self.limits.clone();
-        crate::outbound::spawn(async move {
-            if let Ok(answer) = crate::outbound::send(request, SEND_WITHIN).await {
+        // Not sent (no telemetry thread): `then` is dropped, and `sending` with it.
+        crate::outbound::send_then(request, SEND_WITHIN, move |answered| {
+            if let Ok(answer) = answered {
                 obey(&mut lock(&limits), &answer);
             }
             drop(sending);
