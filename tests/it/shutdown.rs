@@ -63,6 +63,55 @@ async fn a_function_whose_extension_is_refused_exits_before_its_first_event() {
     assert_eq!(api.polls(), 0, "no event was asked for");
 }
 
+/// A registration that answers no identifier leaves the extension unable to poll: the function
+/// ends its init with an error, as when the registration is refused.
+#[tokio::test]
+async fn a_function_whose_extension_gets_no_identifier_exits_before_its_first_event() {
+    let db = TestDatabase::create().await;
+    let api = RuntimeApi::start().await;
+    api.withhold_extension_ids();
+    let mut function = api
+        .function("health", "health", &db)
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the health binary");
+    let status = tokio::time::timeout(Duration::from_secs(10), function.wait())
+        .await
+        .expect("the function ends on its own")
+        .expect("exit status");
+    assert!(
+        !status.success(),
+        "a failed init exits with an error: {status}"
+    );
+    assert_eq!(api.polls(), 0, "no event was asked for");
+}
+
+/// An answer to the extension's poll ends its polling: a Runtime API that answers SHUTDOWN at
+/// once gets one poll, not a loop, and the function goes on serving.
+#[tokio::test]
+async fn the_extension_stops_polling_after_a_shutdown_event() {
+    let db = TestDatabase::create().await;
+    let api = RuntimeApi::start().await;
+    api.shut_extensions_down();
+    let mut function = api
+        .function("health", "health", &db)
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the health binary");
+    let id = api.invoke(health_event());
+    let Outcome::Response(answer) = api.outcome(&id, Duration::from_secs(30)).await else {
+        panic!("the health invocation is answered");
+    };
+    assert_eq!(answer["statusCode"], json!(200), "{answer}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(api.extension_polls(), 1, "one poll, then none");
+    function.kill().await.expect("stopping the function");
+}
+
 #[tokio::test]
 async fn a_function_closes_its_database_connections_and_flushes_its_logs_on_sigterm() {
     let db = TestDatabase::create().await;

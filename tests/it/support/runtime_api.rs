@@ -43,6 +43,10 @@ struct Inner {
     extension_polls: std::sync::atomic::AtomicUsize,
     /// Answer every extension registration with a 500.
     refuse_extensions: std::sync::atomic::AtomicBool,
+    /// Register extensions without giving them an identifier.
+    withhold_extension_ids: std::sync::atomic::AtomicBool,
+    /// Answer every extension poll at once with a SHUTDOWN event.
+    shut_extensions_down: std::sync::atomic::AtomicBool,
     polls: std::sync::atomic::AtomicUsize,
 }
 
@@ -77,6 +81,21 @@ impl RuntimeApi {
     pub fn refuse_extensions(&self) {
         self.inner
             .refuse_extensions
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// From now on, a registration succeeds without the extension's identifier.
+    pub fn withhold_extension_ids(&self) {
+        self.inner
+            .withhold_extension_ids
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// From now on, every extension poll is answered at once with a SHUTDOWN event (as some
+    /// Runtime API stand-ins do; Lambda sends none to an internal extension).
+    pub fn shut_extensions_down(&self) {
+        self.inner
+            .shut_extensions_down
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
@@ -271,6 +290,12 @@ async fn register_extension(
         "functionVersion": "$LATEST",
         "handler": "bootstrap",
     });
+    if inner
+        .withhold_extension_ids
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return (StatusCode::OK, body.to_string()).into_response();
+    }
     (
         StatusCode::OK,
         [("lambda-extension-identifier", EXTENSION_ID)],
@@ -293,6 +318,13 @@ async fn no_extension_events(State(inner): State<Arc<Inner>>, headers: HeaderMap
     inner
         .extension_polls
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if inner
+        .shut_extensions_down
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        let event = serde_json::json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 0});
+        return (StatusCode::OK, event.to_string()).into_response();
+    }
     std::future::pending::<()>().await;
     StatusCode::OK.into_response()
 }
