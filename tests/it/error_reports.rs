@@ -265,3 +265,51 @@ async fn a_panic_outside_a_request_on_a_one_thread_runtime_is_reported_before_it
             .contains("outside-token-secret")
     );
 }
+
+/// Sentry answers a 429 with `Retry-After` when a project is over its quota: the reports after it
+/// are held back for that long instead of being sent into the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_429_with_retry_after_no_report_is_sent_until_it_passes() {
+    let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = received.clone();
+    let app = Router::new().route(
+        "/api/{project}/envelope/",
+        post(move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (http::StatusCode::TOO_MANY_REQUESTS, [("retry-after", "60")])
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dsn = format!("http://publickey123@{addr}/42");
+    let config = platform::config::Config::from_lookup(|name| match name {
+        "SENTRY_DSN" => Some(dsn.clone()),
+        "APP_ENV" => Some("development".into()),
+        _ => None,
+    })
+    .expect("settings");
+    platform::error_tracking::init(&config);
+
+    for request_id in ["first", "second", "third"] {
+        platform::error_tracking::report(platform::error_tracking::FailedRequest {
+            request_id,
+            route: "/probe",
+            method: "GET",
+            status: 500,
+            trace_id: None,
+            failure: None,
+        })
+        .await;
+    }
+    assert_eq!(
+        received.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the report before the 429 was sent"
+    );
+}
