@@ -37,6 +37,10 @@ EXTENSION_SERVERS="lambda-extension"
 # the AWS SDK: no second HTTP stack.
 SECOND_HTTP_CLIENT="reqwest"
 
+# mimalloc is the `local` server's allocator: each function, one request at a time, keeps glibc's
+# and the smaller zip.
+SERVER_ALLOCATOR="mimalloc libmimalloc-sys"
+
 failed=0
 deps_of() { # the workspace and registry packages NAME links, one per line
   cargo tree -p "$1" -e normal --prefix none --offline 2>/dev/null | awk '{print $1}' | sort -u
@@ -44,7 +48,7 @@ deps_of() { # the workspace and registry packages NAME links, one per line
 
 for fn in "${FUNCTIONS[@]}"; do
   linked=$(deps_of "$fn")
-  for bad in ${FORBIDDEN[$fn]} $JWT_ALGORITHMS $HTTP2 $STATIC_SERVING $EXTENSION_SERVERS $SECOND_HTTP_CLIENT "${FUNCTIONS[@]}"; do
+  for bad in ${FORBIDDEN[$fn]} $JWT_ALGORITHMS $HTTP2 $STATIC_SERVING $EXTENSION_SERVERS $SECOND_HTTP_CLIENT $SERVER_ALLOCATOR "${FUNCTIONS[@]}"; do
     [ "$bad" = "$fn" ] && continue
     if grep -qx -- "$bad" <<<"$linked"; then
       echo "check-deps: $fn links $bad" >&2

@@ -24,6 +24,13 @@ use platform::{
     db::{self, PoolSettings},
 };
 
+// The server runs many requests at once on every core, and each allocates and frees dozens of
+// small buffers: with glibc's malloc, a third of the CPU time of a cached `GET /users/me` under
+// load went to malloc and free (docs/BENCHMARKS.md, 2026-12-07). The Lambda functions, one request
+// at a time each, keep glibc's and the smaller binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "local", about = "Every route group in one server")]
 struct Cli {
