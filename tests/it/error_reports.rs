@@ -10,6 +10,7 @@ use axum::{
     Router,
     body::{Body, Bytes},
     extract::Path,
+    response::IntoResponse,
     routing::{get, post},
 };
 use http::{HeaderMap, Method, header};
@@ -20,15 +21,26 @@ use crate::support::{Settings, TestApp, request};
 
 /// Keeps every envelope POSTed to it, as Sentry's ingestion endpoint would receive them.
 #[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<String>>>);
+struct Receiver {
+    kept: Arc<Mutex<Vec<String>>>,
+    /// Answer each envelope with a 429 and this `Retry-After` (a project over its quota).
+    retry_after: Option<&'static str>,
+}
 
 impl Receiver {
+    fn over_quota(retry_after: &'static str) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::default()
+        }
+    }
+
     async fn start(&self) -> std::net::SocketAddr {
-        let kept = self.clone();
+        let receiver = self.clone();
         let app = Router::new().route(
             "/api/{project}/envelope/",
             post(move |headers: HeaderMap, body: Bytes| {
-                let kept = kept.clone();
+                let receiver = receiver.clone();
                 async move {
                     let text = if headers
                         .get(header::CONTENT_ENCODING)
@@ -43,8 +55,15 @@ impl Receiver {
                     } else {
                         String::from_utf8(body.to_vec()).expect("a UTF-8 envelope")
                     };
-                    kept.0.lock().expect("lock").push(text);
-                    "{}"
+                    receiver.kept.lock().expect("lock").push(text);
+                    match receiver.retry_after {
+                        Some(after) => (
+                            http::StatusCode::TOO_MANY_REQUESTS,
+                            [(header::RETRY_AFTER, after)],
+                        )
+                            .into_response(),
+                        None => "{}".into_response(),
+                    }
                 }
             }),
         );
@@ -57,7 +76,7 @@ impl Receiver {
     }
 
     fn envelopes(&self) -> Vec<String> {
-        self.0.lock().expect("lock").clone()
+        self.kept.lock().expect("lock").clone()
     }
 
     /// The events in the envelopes received so far: the payload line after each event header.
@@ -76,6 +95,18 @@ impl Receiver {
         }
         events
     }
+}
+
+/// Error tracking of this process pointed at a receiver on `addr`.
+fn report_to(addr: std::net::SocketAddr) {
+    let dsn = format!("http://publickey123@{addr}/42");
+    let config = platform::config::Config::from_lookup(|name| match name {
+        "SENTRY_DSN" => Some(dsn.clone()),
+        "APP_ENV" => Some("development".into()),
+        _ => None,
+    })
+    .expect("settings");
+    platform::error_tracking::init(&config);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,15 +256,7 @@ async fn a_panic_outside_a_request_on_a_one_thread_runtime_is_reported_before_it
             std::future::pending::<()>().await;
         });
     });
-    let addr = addr.recv().expect("the receiver's address");
-    let dsn = format!("http://publickey123@{addr}/42");
-    let config = platform::config::Config::from_lookup(|name| match name {
-        "SENTRY_DSN" => Some(dsn.clone()),
-        "APP_ENV" => Some("development".into()),
-        _ => None,
-    })
-    .expect("settings");
-    platform::error_tracking::init(&config);
+    report_to(addr.recv().expect("the receiver's address"));
     assert!(platform::error_tracking::enabled());
 
     let crashed = tokio::spawn(async {
@@ -270,31 +293,8 @@ async fn a_panic_outside_a_request_on_a_one_thread_runtime_is_reported_before_it
 /// are held back for that long instead of being sent into the limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_429_with_retry_after_no_report_is_sent_until_it_passes() {
-    let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = received.clone();
-    let app = Router::new().route(
-        "/api/{project}/envelope/",
-        post(move || {
-            let counted = counted.clone();
-            async move {
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                (http::StatusCode::TOO_MANY_REQUESTS, [("retry-after", "60")])
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let dsn = format!("http://publickey123@{addr}/42");
-    let config = platform::config::Config::from_lookup(|name| match name {
-        "SENTRY_DSN" => Some(dsn.clone()),
-        "APP_ENV" => Some("development".into()),
-        _ => None,
-    })
-    .expect("settings");
-    platform::error_tracking::init(&config);
+    let receiver = Receiver::over_quota("60");
+    report_to(receiver.start().await);
 
     for request_id in ["first", "second", "third"] {
         platform::error_tracking::report(platform::error_tracking::FailedRequest {
@@ -308,7 +308,7 @@ async fn after_a_429_with_retry_after_no_report_is_sent_until_it_passes() {
         .await;
     }
     assert_eq!(
-        received.load(std::sync::atomic::Ordering::SeqCst),
+        receiver.envelopes().len(),
         1,
         "only the report before the 429 was sent"
     );

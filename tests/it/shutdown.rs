@@ -28,6 +28,31 @@ async fn backends_of(db: &TestDatabase) -> i64 {
     row.get(0)
 }
 
+/// The health binary under `api`, its output discarded.
+fn quiet_health(api: &RuntimeApi, db: &TestDatabase) -> tokio::process::Child {
+    api.function("health", "health", db)
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the health binary")
+}
+
+/// Starts the health binary under `api` and waits for it to end its init with an error, as
+/// Lambda expects of a failed init, without asking for an event.
+async fn init_fails_before_its_first_event(api: &RuntimeApi, db: &TestDatabase) {
+    let mut function = quiet_health(api, db);
+    let status = tokio::time::timeout(Duration::from_secs(10), function.wait())
+        .await
+        .expect("the function ends on its own")
+        .expect("exit status");
+    assert!(
+        !status.success(),
+        "a failed init exits with an error: {status}"
+    );
+    assert_eq!(api.polls(), 0, "no event was asked for");
+}
+
 fn sigterm(child: &tokio::process::Child) {
     let pid = child.id().expect("the child is running");
     let status = std::process::Command::new("kill")
@@ -45,22 +70,7 @@ async fn a_function_whose_extension_is_refused_exits_before_its_first_event() {
     let db = TestDatabase::create().await;
     let api = RuntimeApi::start().await;
     api.refuse_extensions();
-    let mut function = api
-        .function("health", "health", &db)
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting the health binary");
-    let status = tokio::time::timeout(Duration::from_secs(10), function.wait())
-        .await
-        .expect("the function ends on its own")
-        .expect("exit status");
-    assert!(
-        !status.success(),
-        "a failed init exits with an error: {status}"
-    );
-    assert_eq!(api.polls(), 0, "no event was asked for");
+    init_fails_before_its_first_event(&api, &db).await;
 }
 
 /// A registration that answers no identifier leaves the extension unable to poll: the function
@@ -70,22 +80,7 @@ async fn a_function_whose_extension_gets_no_identifier_exits_before_its_first_ev
     let db = TestDatabase::create().await;
     let api = RuntimeApi::start().await;
     api.withhold_extension_ids();
-    let mut function = api
-        .function("health", "health", &db)
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting the health binary");
-    let status = tokio::time::timeout(Duration::from_secs(10), function.wait())
-        .await
-        .expect("the function ends on its own")
-        .expect("exit status");
-    assert!(
-        !status.success(),
-        "a failed init exits with an error: {status}"
-    );
-    assert_eq!(api.polls(), 0, "no event was asked for");
+    init_fails_before_its_first_event(&api, &db).await;
 }
 
 /// An answer to the extension's poll ends its polling: a Runtime API that answers SHUTDOWN at
@@ -95,13 +90,7 @@ async fn the_extension_stops_polling_after_a_shutdown_event() {
     let db = TestDatabase::create().await;
     let api = RuntimeApi::start().await;
     api.shut_extensions_down();
-    let mut function = api
-        .function("health", "health", &db)
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting the health binary");
+    let mut function = quiet_health(&api, &db);
     let id = api.invoke(health_event());
     let Outcome::Response(answer) = api.outcome(&id, Duration::from_secs(30)).await else {
         panic!("the health invocation is answered");
