@@ -147,3 +147,53 @@ async fn each_function_s_router_serves_exactly_the_methods_its_document_declares
     }
     assert_eq!(operations, 21, "the four groups' operations");
 }
+
+/// The health binary as Lambda runs it, answers as the Runtime API receives them: JSON goes as
+/// text, the reference's PNG icon as the base64 of its exact bytes.
+#[tokio::test]
+async fn the_health_binary_sends_json_as_text_and_an_icon_as_base64() {
+    use crate::support::{
+        TestDatabase,
+        runtime_api::{Outcome, RuntimeApi, health_event},
+    };
+    use base64::Engine;
+
+    let db = TestDatabase::create().await;
+    let api = RuntimeApi::start().await;
+    let mut function = api
+        .function("health", "health", &db)
+        .env("LOG_LEVEL", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the health binary");
+    let mut icon = health_event();
+    icon["rawPath"] = "/api/docs/favicon-32x32.png".into();
+    icon["requestContext"]["http"]["path"] = "/api/docs/favicon-32x32.png".into();
+    let answers = [api.invoke(health_event()), api.invoke(icon)];
+    let mut sent = Vec::new();
+    for id in answers {
+        let Outcome::Response(answer) = api.outcome(&id, std::time::Duration::from_secs(30)).await
+        else {
+            panic!("the invocation is answered");
+        };
+        sent.push(answer);
+    }
+    function.kill().await.expect("stopping the function");
+
+    let health = &sent[0];
+    assert_eq!(health["statusCode"], 200, "{health}");
+    assert_eq!(health["isBase64Encoded"], false, "{health}");
+    let body: serde_json::Value =
+        serde_json::from_str(health["body"].as_str().expect("a text body")).expect("JSON");
+    assert_eq!(body["status"], "ok");
+
+    let icon = &sent[1];
+    assert_eq!(icon["statusCode"], 200, "{icon}");
+    assert_eq!(icon["headers"]["content-type"], "image/png");
+    assert_eq!(icon["isBase64Encoded"], true);
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(icon["body"].as_str().expect("a base64 body"))
+        .expect("base64");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(png.len() > 100, "{} bytes", png.len());
+}

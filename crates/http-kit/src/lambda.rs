@@ -7,7 +7,10 @@ use axum::Router;
 use platform::Platform;
 use tokio::signal::unix::{SignalKind, signal};
 
+mod api_gateway;
 mod shutdown_extension;
+
+pub use api_gateway::{ApiGateway, to_api_gateway};
 
 /// A route group's whole `main` on Lambda, run once per cold start: settings (and secrets),
 /// logs, pools, the group's own state and routes, then invocations until shutdown.
@@ -58,8 +61,9 @@ async fn close_on_shutdown(platform: Platform) -> Result<(), lambda_http::Error>
 pub async fn run_on_lambda(routes: Router, platform: &Platform) -> Result<(), lambda_http::Error> {
     let app = crate::app(routes, platform);
     platform::metrics::mark_ready();
-    // As `lambda_http::run`, plus the traces' flush after each invocation.
-    lambda_runtime::Runtime::new(lambda_http::Adapter::from(app))
+    // As `lambda_http::run`, with our own answer conversion (api_gateway), plus the traces'
+    // flush after each invocation.
+    lambda_runtime::Runtime::new(ApiGateway(app))
         .layer(lambda_runtime::layers::TracingLayer::new())
         .layer(FlushTraces)
         .run()
