@@ -11,7 +11,7 @@ use std::{future::Future, pin::Pin};
 use axum::{Router, body::Body};
 use http::{
     HeaderMap, HeaderValue, Response,
-    header::{CONTENT_ENCODING, SET_COOKIE},
+    header::{CONTENT_ENCODING, HOST, SET_COOKIE},
 };
 use http_body_util::BodyExt;
 use lambda_http::{
@@ -38,7 +38,13 @@ impl Service<LambdaEvent<LambdaRequest>> for ApiGateway {
     }
 
     fn call(&mut self, event: LambdaEvent<LambdaRequest>) -> Self::Future {
-        let LambdaEvent { payload, context } = event;
+        let LambdaEvent {
+            mut payload,
+            context,
+        } = event;
+        if let LambdaRequest::ApiGatewayV2(event) = &mut payload {
+            drop_unusable_host(&mut event.headers);
+        }
         let mut request: lambda_http::Request = payload.into();
         // What `lambda_http::Adapter` does too: the invocation's X-Ray trace header, which the
         // traces and the logs' `trace_id` read, also when API Gateway sent none.
@@ -54,6 +60,21 @@ impl Service<LambdaEvent<LambdaRequest>> for ApiGateway {
             let response = answer.await?;
             to_api_gateway(response).await
         })
+    }
+}
+
+/// lambda_http builds the request's URL from the `Host` header and panics on one that `url`
+/// cannot parse: one with a space or another stray character, or non-ASCII letters (the
+/// workspace's Cargo.toml says why `url` takes no Unicode host names). Without it, lambda_http
+/// takes the event's `requestContext.domainName`, the domain API Gateway was called on.
+fn drop_unusable_host(headers: &mut HeaderMap) {
+    let usable = headers.get(HOST).is_none_or(|host| {
+        host.as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(b))
+    });
+    if !usable {
+        headers.remove(HOST);
     }
 }
 
@@ -197,12 +218,45 @@ mod tests {
         assert_eq!(sent["isBase64Encoded"], false);
     }
 
-    #[tokio::test]
-    async fn an_event_reaches_the_router_with_its_context_and_the_trace_header() {
-        let event: LambdaRequest = serde_json::from_str(include_str!(
+    fn health_event() -> LambdaRequest {
+        serde_json::from_str(include_str!(
             "../../../../tests/fixtures/events/health.json"
         ))
-        .expect("an API Gateway v2 event");
+        .expect("an API Gateway v2 event")
+    }
+
+    #[tokio::test]
+    async fn a_host_header_that_is_no_url_host_gives_way_to_api_gateway_s_domain() {
+        for host in ["bücher.example", "api.example.com evil", "a/b"] {
+            let mut event = health_event();
+            let LambdaRequest::ApiGatewayV2(inner) = &mut event else {
+                panic!("an HTTP API event");
+            };
+            inner.headers.insert(
+                HOST,
+                HeaderValue::from_bytes(host.as_bytes()).expect("a value"),
+            );
+            let router = Router::new().route(
+                "/health",
+                get(|request: http::Request<Body>| async move { request.uri().to_string() }),
+            );
+            let sent = ApiGateway(router)
+                .call(LambdaEvent::new(event, lambda_http::Context::default()))
+                .await
+                .expect("an answer");
+            assert_eq!(
+                sent.body,
+                Some(encodings::Body::Text(
+                    "https://api.example.com/health".into()
+                )),
+                "{host}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_reaches_the_router_with_its_context_and_the_trace_header() {
+        let event = health_event();
         let mut context = lambda_http::Context::default();
         context.request_id = "invocation-1".into();
         context.xray_trace_id = Some("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1".into());
