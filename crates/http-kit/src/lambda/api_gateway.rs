@@ -43,7 +43,7 @@ impl Service<LambdaEvent<LambdaRequest>> for ApiGateway {
             context,
         } = event;
         if let LambdaRequest::ApiGatewayV2(event) = &mut payload {
-            drop_unusable_host(&mut event.headers);
+            drop_unusable_url_parts(&mut event.headers);
         }
         let mut request: lambda_http::Request = payload.into();
         // What `lambda_http::Adapter` does too: the invocation's X-Ray trace header, which the
@@ -63,20 +63,29 @@ impl Service<LambdaEvent<LambdaRequest>> for ApiGateway {
     }
 }
 
-/// lambda_http builds the request's URL from the `Host` header and panics on one that `url`
-/// cannot parse: one with a space or another stray character, or non-ASCII letters (the
-/// workspace's Cargo.toml says why `url` takes no Unicode host names). Without it, lambda_http
-/// takes the event's `requestContext.domainName`, the domain API Gateway was called on.
-fn drop_unusable_host(headers: &mut HeaderMap) {
-    let usable = headers.get(HOST).is_none_or(|host| {
+/// lambda_http builds the request's URL from the `Host` and `X-Forwarded-Proto` headers and
+/// panics on one that `url` cannot parse: a host with a space or another stray character, or
+/// with non-ASCII letters (the workspace's Cargo.toml says why `url` takes no Unicode host
+/// names), or a scheme that is not one. Without them, lambda_http takes the event's
+/// `requestContext.domainName`, the domain API Gateway was called on, and `https`.
+fn drop_unusable_url_parts(headers: &mut HeaderMap) {
+    let usable_host = headers.get(HOST).is_none_or(|host| {
         host.as_bytes()
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(b))
     });
-    if !usable {
+    if !usable_host {
         headers.remove(HOST);
     }
+    let usable_scheme = headers
+        .get(X_FORWARDED_PROTO)
+        .is_none_or(|scheme| scheme == "https" || scheme == "http");
+    if !usable_scheme {
+        headers.remove(X_FORWARDED_PROTO);
+    }
 }
+
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 
 /// The answer as API Gateway reads it.
 pub async fn to_api_gateway(
@@ -250,6 +259,36 @@ mod tests {
                     "https://api.example.com/health".into()
                 )),
                 "{host}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_scheme_that_is_no_scheme_gives_way_to_https() {
+        for scheme in ["not a scheme", "1http", "http"] {
+            let mut event = health_event();
+            let LambdaRequest::ApiGatewayV2(inner) = &mut event else {
+                panic!("an HTTP API event");
+            };
+            inner.headers.insert(
+                X_FORWARDED_PROTO,
+                HeaderValue::from_str(scheme).expect("a value"),
+            );
+            let router = Router::new().route(
+                "/health",
+                get(|request: http::Request<Body>| async move { request.uri().to_string() }),
+            );
+            let sent = ApiGateway(router)
+                .call(LambdaEvent::new(event, lambda_http::Context::default()))
+                .await
+                .expect("an answer");
+            let expected = if scheme == "http" { "http" } else { "https" };
+            assert_eq!(
+                sent.body,
+                Some(encodings::Body::Text(format!(
+                    "{expected}://api.example.com/health"
+                ))),
+                "{scheme}"
             );
         }
     }
