@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 mod api_gateway;
 mod shutdown_extension;
 
-pub use api_gateway::{ApiGateway, to_api_gateway};
+use api_gateway::ApiGateway;
 
 /// A route group's whole `main` on Lambda, run once per cold start: settings (and secrets),
 /// logs, pools, the group's own state and routes, then invocations until shutdown.

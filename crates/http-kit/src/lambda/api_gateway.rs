@@ -1,7 +1,7 @@
 //! The router as a handler of API Gateway HTTP API (payload 2.0) events.
 //!
 //! `lambda_http::Adapter` does the same, and its event → `http::Request` half is used here as is.
-//! Its answer half runs every text body through a charset decoder (encoding_rs: about 125 KB of
+//! Its answer half runs every text body through a charset decoder (encoding_rs: about 135 KB of
 //! each function's zip, most of it CJK tables) to turn it into UTF-8, which every body we send
 //! already is. That half alone is written here: a body that is valid UTF-8 goes as text, any
 //! other as base64, and `Set-Cookie` headers go to the answer's `cookies` as API Gateway wants.
@@ -88,7 +88,7 @@ fn drop_unusable_url_parts(headers: &mut HeaderMap) {
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 
 /// The answer as API Gateway reads it.
-pub async fn to_api_gateway(
+async fn to_api_gateway(
     response: Response<Body>,
 ) -> Result<ApiGatewayV2httpResponse, lambda_http::Error> {
     let (parts, body) = response.into_parts();
