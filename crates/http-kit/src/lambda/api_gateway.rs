@@ -234,30 +234,33 @@ mod tests {
         .expect("an API Gateway v2 event")
     }
 
+    /// The URL the router sees for the stored `/health` event with `header` set to `value`.
+    async fn url_seen_with(header: &'static str, value: &str) -> encodings::Body {
+        let mut event = health_event();
+        let LambdaRequest::ApiGatewayV2(inner) = &mut event else {
+            panic!("an HTTP API event");
+        };
+        inner.headers.insert(
+            header,
+            HeaderValue::from_bytes(value.as_bytes()).expect("a value"),
+        );
+        let router = Router::new().route(
+            "/health",
+            get(|request: http::Request<Body>| async move { request.uri().to_string() }),
+        );
+        let sent = ApiGateway(router)
+            .call(LambdaEvent::new(event, lambda_http::Context::default()))
+            .await
+            .expect("an answer");
+        sent.body.expect("a body")
+    }
+
     #[tokio::test]
     async fn a_host_header_that_is_no_url_host_gives_way_to_api_gateway_s_domain() {
         for host in ["bücher.example", "api.example.com evil", "a/b"] {
-            let mut event = health_event();
-            let LambdaRequest::ApiGatewayV2(inner) = &mut event else {
-                panic!("an HTTP API event");
-            };
-            inner.headers.insert(
-                HOST,
-                HeaderValue::from_bytes(host.as_bytes()).expect("a value"),
-            );
-            let router = Router::new().route(
-                "/health",
-                get(|request: http::Request<Body>| async move { request.uri().to_string() }),
-            );
-            let sent = ApiGateway(router)
-                .call(LambdaEvent::new(event, lambda_http::Context::default()))
-                .await
-                .expect("an answer");
             assert_eq!(
-                sent.body,
-                Some(encodings::Body::Text(
-                    "https://api.example.com/health".into()
-                )),
+                url_seen_with("host", host).await,
+                encodings::Body::Text("https://api.example.com/health".into()),
                 "{host}"
             );
         }
@@ -265,29 +268,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_forwarded_scheme_that_is_no_scheme_gives_way_to_https() {
-        for scheme in ["not a scheme", "1http", "http"] {
-            let mut event = health_event();
-            let LambdaRequest::ApiGatewayV2(inner) = &mut event else {
-                panic!("an HTTP API event");
-            };
-            inner.headers.insert(
-                X_FORWARDED_PROTO,
-                HeaderValue::from_str(scheme).expect("a value"),
-            );
-            let router = Router::new().route(
-                "/health",
-                get(|request: http::Request<Body>| async move { request.uri().to_string() }),
-            );
-            let sent = ApiGateway(router)
-                .call(LambdaEvent::new(event, lambda_http::Context::default()))
-                .await
-                .expect("an answer");
-            let expected = if scheme == "http" { "http" } else { "https" };
+        for (scheme, seen) in [
+            ("not a scheme", "https"),
+            ("1http", "https"),
+            ("http", "http"),
+        ] {
             assert_eq!(
-                sent.body,
-                Some(encodings::Body::Text(format!(
-                    "{expected}://api.example.com/health"
-                ))),
+                url_seen_with(X_FORWARDED_PROTO, scheme).await,
+                encodings::Body::Text(format!("{seen}://api.example.com/health")),
                 "{scheme}"
             );
         }
