@@ -1,12 +1,7 @@
 //! `AuthUser`: the verified caller of a protected route. Only the `Authorization: Bearer`
 //! header counts; a token in the query string or anywhere else is ignored.
 
-use std::sync::Arc;
-
-use axum::{
-    extract::{FromRef, FromRequestParts},
-    http::request::Parts,
-};
+use axum::{extract::FromRequestParts, http::request::Parts};
 use domain::{
     accounts,
     sessions::{Claims, TokenKeys, revocation, tokens},
@@ -29,6 +24,13 @@ pub struct AuthUser {
     pub read_ahead: Option<ReadAhead>,
 }
 
+/// A route group's state that names its callers. The extractors below borrow the platform and
+/// the token keys from it for the request instead of cloning them.
+pub trait CallerState: Send + Sync {
+    fn platform(&self) -> &Platform;
+    fn tokens(&self) -> &TokenKeys;
+}
+
 /// Lets the rate limiter read, in its own round trip, what an authenticated request reads next:
 /// the token's deny entry and generation, and the caller's cached profile. A cached
 /// authenticated read then costs one Redis round trip in all. Called by every route group that
@@ -45,26 +47,21 @@ fn read_ahead_keys(cache: &Cache, authorization: &str) -> Vec<String> {
     vec![deny, generation, accounts::profile_cache_key(cache, sub)]
 }
 
-/// Any route group's state that holds the platform and the token keys can name its caller.
 impl<S> FromRequestParts<S> for AuthUser
 where
-    S: Send + Sync,
-    Platform: FromRef<S>,
-    Arc<TokenKeys>: FromRef<S>,
+    S: CallerState,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let token = bearer_token(parts)
             .ok_or_else(|| ApiError::Unauthorized("Authentication is required".into()))?;
-        let claims = Arc::<TokenKeys>::from_ref(state)
-            .verify(token)
-            .map_err(|err| {
-                tracing::info!(reason = %err, "access token refused");
-                ApiError::Unauthorized("The access token is invalid or expired".into())
-            })?;
+        let claims = state.tokens().verify(token).map_err(|err| {
+            tracing::info!(reason = %err, "access token refused");
+            ApiError::Unauthorized("The access token is invalid or expired".into())
+        })?;
         let read_ahead = parts.extensions.get::<ReadAhead>().cloned();
-        revocation::ensure_not_revoked(&Platform::from_ref(state), &claims, read_ahead.as_ref())
+        revocation::ensure_not_revoked(state.platform(), &claims, read_ahead.as_ref())
             .await
             .map_err(errors::refusal)?;
         Ok(Self {
@@ -83,16 +80,16 @@ pub struct AdminUser {
 
 impl<S> FromRequestParts<S> for AdminUser
 where
-    S: Send + Sync,
-    Platform: FromRef<S>,
-    Arc<TokenKeys>: FromRef<S>,
+    S: CallerState,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let caller = AuthUser::from_request_parts(parts, state).await?;
-        let platform = Platform::from_ref(state);
-        match accounts::cached_profile(&platform, caller.id, caller.read_ahead.as_ref()).await? {
+        let profile =
+            accounts::cached_profile(state.platform(), caller.id, caller.read_ahead.as_ref())
+                .await?;
+        match profile {
             Some(user) if user.is_admin() => Ok(Self { id: caller.id }),
             Some(_) => Err(ApiError::Forbidden),
             None => Err(ApiError::Unauthorized(
@@ -112,9 +109,7 @@ pub struct SelfOrAdmin {
 
 impl<S> FromRequestParts<S> for SelfOrAdmin
 where
-    S: Send + Sync,
-    Platform: FromRef<S>,
-    Arc<TokenKeys>: FromRef<S>,
+    S: CallerState,
 {
     type Rejection = ApiError;
 
@@ -127,8 +122,10 @@ where
                 target,
             });
         }
-        let platform = Platform::from_ref(state);
-        match accounts::cached_profile(&platform, caller.id, caller.read_ahead.as_ref()).await? {
+        let profile =
+            accounts::cached_profile(state.platform(), caller.id, caller.read_ahead.as_ref())
+                .await?;
+        match profile {
             Some(user) if user.is_admin() => Ok(Self {
                 caller: caller.id,
                 target,

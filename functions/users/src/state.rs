@@ -3,15 +3,18 @@
 
 use std::{ops::Deref, sync::Arc};
 
-use axum::extract::FromRef;
+use api::extract::CallerState;
 use domain::sessions::TokenKeys;
 use platform::Platform;
 use platform::storage::LazyS3;
 
-#[derive(Clone, FromRef)]
-pub struct UsersState {
+/// Handed to every request: one reference count to clone.
+#[derive(Clone)]
+pub struct UsersState(Arc<Shared>);
+
+pub struct Shared {
     pub platform: Platform,
-    pub tokens: Arc<TokenKeys>,
+    pub tokens: TokenKeys,
     /// Built by the first request that needs it.
     pub s3: LazyS3,
 }
@@ -19,19 +22,37 @@ pub struct UsersState {
 impl UsersState {
     pub async fn new(platform: Platform) -> anyhow::Result<Self> {
         api::extract::read_ahead(&platform);
-        Ok(Self {
-            tokens: Arc::new(TokenKeys::from_config(platform.config.clone())?),
+        Ok(Self(Arc::new(Shared {
+            tokens: TokenKeys::from_config(platform.config.clone())?,
             s3: LazyS3::new(platform.config.clone()),
             platform,
-        })
+        })))
+    }
+}
+
+impl Deref for UsersState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 
 /// Handlers read the platform's pools and settings straight off the group's state.
-impl Deref for UsersState {
+impl Deref for Shared {
     type Target = Platform;
 
     fn deref(&self) -> &Platform {
         &self.platform
+    }
+}
+
+impl CallerState for UsersState {
+    fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    fn tokens(&self) -> &TokenKeys {
+        &self.tokens
     }
 }
