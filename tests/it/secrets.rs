@@ -210,6 +210,29 @@ async fn secrets_manager_unreachable_at_cold_start_fails_with_one_clear_line() {
 }
 
 #[tokio::test]
+async fn an_endpoint_the_sdk_cannot_send_to_is_named_at_cold_start() {
+    let vars = HashMap::from([
+        (
+            "APP_SECRET_ARN",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:app".to_owned(),
+        ),
+        (
+            "AWS_ENDPOINT_URL",
+            "http://bücher.localhost:5000".to_owned(),
+        ),
+    ]);
+    let err = platform::secrets::load(lookup(vars))
+        .await
+        .err()
+        .expect("start-up must fail");
+    let line = format!("{err:#}");
+    assert!(
+        line.contains("AWS_ENDPOINT_URL must be") && !line.contains("APP_SECRET_ARN"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
 async fn without_secret_arns_the_environment_is_used_as_is() {
     let app = TestApp::spawn().await;
     let vars = HashMap::from([

@@ -193,6 +193,28 @@ fn parse_otlp_endpoint(raw: Option<String>) -> Result<Option<String>, ConfigErro
     Ok(Some(raw))
 }
 
+/// `AWS_ENDPOINT_URL`: an `http://` or `https://` URL the AWS SDK can send to, or empty (AWS
+/// itself). The SDK reads it as an `http::Uri`, which takes ASCII only: a host name with other
+/// letters is written in its `xn--` form. Checked here so that a bad value stops start-up
+/// instead of failing every S3 or Secrets Manager call.
+pub(crate) fn parse_aws_endpoint(raw: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = raw.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let valid = raw.parse::<http::Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|host| !host.is_empty())
+    });
+    if !valid {
+        return Err(ConfigError::invalid(
+            "AWS_ENDPOINT_URL",
+            "an http:// or https:// URL with an ASCII host name (xn-- form), such as http://127.0.0.1:5000",
+            &raw,
+        ));
+    }
+    Ok(Some(raw))
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -351,7 +373,7 @@ impl Config {
             backup_bucket: env
                 .get("BACKUP_BUCKET")
                 .unwrap_or_else(|| format!("{app_name}-backups")),
-            aws_endpoint_url: env.get("AWS_ENDPOINT_URL"),
+            aws_endpoint_url: parse_aws_endpoint(env.get("AWS_ENDPOINT_URL"))?,
             app_database_secret_arn: env.get("APP_DATABASE_SECRET_ARN"),
         })
     }
@@ -483,6 +505,34 @@ mod tests {
             err.to_string().contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_aws_endpoint_is_a_url_the_sdk_can_send_to() {
+        for good in [
+            "http://127.0.0.1:5000",
+            "https://s3.eu-west-1.amazonaws.com",
+            "http://xn--bcher-kva.example:4566/",
+        ] {
+            let config = config(&[("AWS_ENDPOINT_URL", good)]).expect(good);
+            assert_eq!(config.aws_endpoint_url.as_deref(), Some(good));
+        }
+        assert!(
+            config(&[("AWS_ENDPOINT_URL", "")])
+                .expect("empty")
+                .aws_endpoint_url
+                .is_none()
+        );
+        for bad in [
+            "http://bücher.example:5000",
+            "localhost:5000",
+            "ftp://127.0.0.1:5000",
+            "http://",
+            "http://local host:5000",
+        ] {
+            let err = refusal(&[("AWS_ENDPOINT_URL", bad)]);
+            assert!(err.contains("AWS_ENDPOINT_URL must be"), "{bad}: {err}");
+        }
     }
 
     fn refusal(vars: &[(&str, &str)]) -> String {

@@ -48,7 +48,9 @@ pub async fn load(
     if app_arn.is_none() && db_arn.is_none() {
         return Ok((Config::from_lookup(lookup)?, Refresh::default()));
     }
-    let client = client(lookup("AWS_ENDPOINT_URL"), lookup("AWS_REGION")).await;
+    // Checked before the first call, which would otherwise blame the secret's ARN.
+    let endpoint = crate::config::parse_aws_endpoint(lookup("AWS_ENDPOINT_URL"))?;
+    let client = client(endpoint, lookup("AWS_REGION")).await;
 
     let mut overrides: HashMap<String, String> = HashMap::new();
     if let Some(arn) = &app_arn {
