@@ -1,9 +1,13 @@
 //! Stored API Gateway HTTP API (payload 2.0) events through `lambda_http` and the real routers:
 //! what runs on Lambda is the same router that the other tests call.
 
+use base64::Engine;
 use tower::ServiceExt;
 
-use crate::support::{TestApp, TestResponse};
+use crate::support::{
+    TestApp, TestDatabase, TestResponse,
+    runtime_api::{Outcome, RuntimeApi, health_event},
+};
 
 fn fixture(name: &str) -> String {
     let path = crate::support::repo_root()
@@ -152,12 +156,6 @@ async fn each_function_s_router_serves_exactly_the_methods_its_document_declares
 /// text, the reference's PNG icon as the base64 of its exact bytes.
 #[tokio::test]
 async fn the_health_binary_sends_json_as_text_and_an_icon_as_base64() {
-    use crate::support::{
-        TestDatabase,
-        runtime_api::{Outcome, RuntimeApi, health_event},
-    };
-    use base64::Engine;
-
     let db = TestDatabase::create().await;
     let api = RuntimeApi::start().await;
     let mut function = api
