@@ -193,6 +193,119 @@ fn parse_otlp_endpoint(raw: Option<String>) -> Result<Option<String>, ConfigErro
     Ok(Some(raw))
 }
 
+/// An `http://` or `https://` URL with a host, read as the HTTP clients read it (`http::Uri`,
+/// ASCII only).
+fn parse_http_url(name: &str, raw: &str, example: &str) -> Result<String, ConfigError> {
+    let valid = raw.parse::<http::Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|host| !host.is_empty())
+    });
+    if !valid {
+        return Err(ConfigError::invalid(
+            name,
+            &format!("an http:// or https:// URL such as {example}"),
+            raw,
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+/// `LOG_LEVEL`: a level, or comma-separated `target=level` directives beside one. Each word must
+/// be a level: tracing would read any other bare word as a target to log in full, and leave
+/// everything else silent, so a typo such as `warning` must stop start-up instead.
+fn parse_log_level(raw: Option<String>) -> Result<String, ConfigError> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let Some(raw) = raw else {
+        return Ok("info".into());
+    };
+    let level = |word: &str| {
+        let word = word.trim().to_ascii_lowercase();
+        LEVELS.contains(&word.as_str()).then_some(word)
+    };
+    let directives: Option<Vec<String>> = raw
+        .split(',')
+        .map(|directive| match directive.split_once('=') {
+            Some((target, word)) if !target.trim().is_empty() => {
+                Some(format!("{}={}", target.trim(), level(word)?))
+            }
+            Some(_) => None,
+            None => level(directive),
+        })
+        .collect();
+    directives.map(|d| d.join(",")).ok_or_else(|| {
+        ConfigError::invalid(
+            "LOG_LEVEL",
+            "error, warn, info, debug, trace or off, or levels per target such as warn,auth=debug",
+            &raw,
+        )
+    })
+}
+
+/// `SENTRY_DSN`: read as sentry reads it. The DSN holds a key, so an invalid one is not echoed.
+fn parse_sentry_dsn(raw: Option<String>) -> Result<Option<SecretString>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    if raw.trim().parse::<sentry::types::Dsn>().is_err() {
+        return Err(ConfigError(
+            "SENTRY_DSN must be a DSN such as https://KEY@o0.ingest.sentry.io/0 (the value is \
+             not shown: it holds a key)"
+                .into(),
+        ));
+    }
+    Ok(Some(raw.trim().to_owned().into()))
+}
+
+/// S3's rules for a bucket name: 3 to 63 lower-case letters, digits, dots and hyphens, starting
+/// and ending with a letter or digit.
+fn parse_bucket(name: &str, bucket: String) -> Result<String, ConfigError> {
+    let bytes = bucket.as_bytes();
+    let valid = (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && !bucket.contains("..");
+    if !valid {
+        return Err(ConfigError::invalid(
+            name,
+            "an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens",
+            &bucket,
+        ));
+    }
+    Ok(bucket)
+}
+
+/// `UPLOAD_CONTENT_TYPES`: at least one `type/subtype`, lower-cased; an empty list would refuse
+/// every upload.
+fn parse_content_types(raw: &str) -> Result<Vec<String>, ConfigError> {
+    let types: Vec<String> = raw
+        .split(',')
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let valid = !types.is_empty()
+        && types.iter().all(|t| {
+            t.split_once('/').is_some_and(|(kind, sub)| {
+                let token = |s: &str| {
+                    !s.is_empty()
+                        && s.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+                };
+                token(kind) && token(sub)
+            })
+        });
+    if !valid {
+        return Err(ConfigError::invalid(
+            "UPLOAD_CONTENT_TYPES",
+            "a comma-separated list of MIME types such as image/png,application/pdf",
+            raw,
+        ));
+    }
+    Ok(types)
+}
+
 /// `AWS_ENDPOINT_URL`: an `http://` or `https://` URL the AWS SDK can send to, or empty (AWS
 /// itself). The SDK reads it as an `http::Uri`, which takes ASCII only: a host name with other
 /// letters is written in its `xn--` form. Checked here so that a bad value stops start-up
@@ -201,18 +314,12 @@ pub(crate) fn parse_aws_endpoint(raw: Option<String>) -> Result<Option<String>, 
     let Some(raw) = raw.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()) else {
         return Ok(None);
     };
-    let valid = raw.parse::<http::Uri>().is_ok_and(|uri| {
-        matches!(uri.scheme_str(), Some("http" | "https"))
-            && uri.host().is_some_and(|host| !host.is_empty())
-    });
-    if !valid {
-        return Err(ConfigError::invalid(
-            "AWS_ENDPOINT_URL",
-            "an http:// or https:// URL with an ASCII host name (xn-- form), such as http://127.0.0.1:5000",
-            &raw,
-        ));
-    }
-    Ok(Some(raw))
+    parse_http_url(
+        "AWS_ENDPOINT_URL",
+        &raw,
+        "http://127.0.0.1:5000 (a host name in ASCII, its xn-- form)",
+    )
+    .map(Some)
 }
 
 impl Config {
@@ -273,22 +380,17 @@ impl Config {
                 &db_pool_max.to_string(),
             ));
         }
-        let rate_limit_max = env.parse_or("RATE_LIMIT_MAX", 100u32, "a positive whole number")?;
-        if rate_limit_max == 0 {
-            return Err(ConfigError::invalid(
-                "RATE_LIMIT_MAX",
-                "a positive whole number",
-                "0",
-            ));
-        }
+        let rate_limit_max =
+            env.positive_or("RATE_LIMIT_MAX", 100u32, "a positive whole number")?;
 
         let app_name = env.get("APP_NAME").unwrap_or_else(|| "backend".into());
         Ok(Self {
             app_env,
             app_name: app_name.clone(),
-            app_url: env
-                .get("APP_URL")
-                .unwrap_or_else(|| "http://localhost:3000".into()),
+            app_url: match env.get("APP_URL") {
+                None => "http://localhost:3000".into(),
+                Some(raw) => parse_http_url("APP_URL", raw.trim(), "https://app.example.com")?,
+            },
             port: env.parse_or("PORT", 3000, "a port number from 1 to 65535")?,
             database_url: env
                 .get("DATABASE_URL")
@@ -317,7 +419,7 @@ impl Config {
                 "REFRESH_TOKEN_EXPIRES_IN",
                 Duration::from_secs(7 * 24 * 3600),
             )?,
-            password_hash_concurrency: env.parse_or(
+            password_hash_concurrency: env.positive_or(
                 "PASSWORD_HASH_CONCURRENCY",
                 std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
                 "a positive whole number",
@@ -346,8 +448,8 @@ impl Config {
             emf_metrics: env.parse_or("EMF_METRICS", true, "true or false")?,
             origin_verify_secret: env.get("ORIGIN_VERIFY_SECRET").map(Into::into),
             origin_verify_previous_secret: env.get("ORIGIN_VERIFY_PREVIOUS_SECRET").map(Into::into),
-            log_level: env.get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
-            sentry_dsn: env.get("SENTRY_DSN").map(Into::into),
+            log_level: parse_log_level(env.get("LOG_LEVEL"))?,
+            sentry_dsn: parse_sentry_dsn(env.get("SENTRY_DSN"))?,
             release: env.get("RELEASE").filter(|r| !r.is_empty()),
             otel_exporter_otlp_endpoint: parse_otlp_endpoint(
                 env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
@@ -355,24 +457,25 @@ impl Config {
             otel_service_name: env.get("OTEL_SERVICE_NAME").unwrap_or_else(|| {
                 lookup("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".into())
             }),
-            uploads_bucket: env
-                .get("UPLOADS_BUCKET")
-                .unwrap_or_else(|| format!("{app_name}-uploads")),
-            max_upload_bytes: env.parse_or(
+            uploads_bucket: parse_bucket(
+                "UPLOADS_BUCKET",
+                env.get("UPLOADS_BUCKET")
+                    .unwrap_or_else(|| format!("{app_name}-uploads")),
+            )?,
+            max_upload_bytes: env.positive_or(
                 "MAX_UPLOAD_BYTES",
                 10 * 1024 * 1024,
                 "a positive number of bytes",
             )?,
-            upload_content_types: env
-                .get("UPLOAD_CONTENT_TYPES")
-                .unwrap_or_else(|| DEFAULT_UPLOAD_TYPES.into())
-                .split(',')
-                .map(|t| t.trim().to_ascii_lowercase())
-                .filter(|t| !t.is_empty())
-                .collect(),
-            backup_bucket: env
-                .get("BACKUP_BUCKET")
-                .unwrap_or_else(|| format!("{app_name}-backups")),
+            upload_content_types: parse_content_types(
+                &env.get("UPLOAD_CONTENT_TYPES")
+                    .unwrap_or_else(|| DEFAULT_UPLOAD_TYPES.into()),
+            )?,
+            backup_bucket: parse_bucket(
+                "BACKUP_BUCKET",
+                env.get("BACKUP_BUCKET")
+                    .unwrap_or_else(|| format!("{app_name}-backups")),
+            )?,
             aws_endpoint_url: parse_aws_endpoint(env.get("AWS_ENDPOINT_URL"))?,
             app_database_secret_arn: env.get("APP_DATABASE_SECRET_ARN"),
         })
@@ -451,6 +554,24 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
                 .parse()
                 .map_err(|_| ConfigError::invalid(name, expected, &raw)),
         }
+    }
+
+    /// Like [`Env::parse_or`], refusing zero.
+    fn positive_or<T: FromStr + Default + PartialEq>(
+        &self,
+        name: &str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        let value = self.parse_or(name, default, expected)?;
+        if value == T::default() {
+            return Err(ConfigError::invalid(
+                name,
+                expected,
+                &self.get(name).unwrap_or_default(),
+            ));
+        }
+        Ok(value)
     }
 
     fn duration_or(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
@@ -532,6 +653,117 @@ mod tests {
         ] {
             let err = refusal(&[("AWS_ENDPOINT_URL", bad)]);
             assert!(err.contains("AWS_ENDPOINT_URL must be"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_log_level_is_levels_and_targets_never_a_bare_word() {
+        for (raw, read) in [
+            ("warn", "warn"),
+            (" WARN ", "warn"),
+            ("warn, auth=debug", "warn,auth=debug"),
+            ("off", "off"),
+        ] {
+            assert_eq!(config(&[("LOG_LEVEL", raw)]).expect(raw).log_level, read);
+        }
+        assert_eq!(config(&[]).expect("default").log_level, "info");
+        for bad in [
+            "warning",
+            "loud",
+            "warn,",
+            "=debug",
+            "auth=loud",
+            "info,users",
+        ] {
+            let err = refusal(&[("LOG_LEVEL", bad)]);
+            assert!(err.contains("LOG_LEVEL must be"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn counts_that_would_stop_the_service_are_refused() {
+        for name in [
+            "MAX_UPLOAD_BYTES",
+            "PASSWORD_HASH_CONCURRENCY",
+            "RATE_LIMIT_MAX",
+        ] {
+            let err = refusal(&[(name, "0")]);
+            assert!(err.contains(&format!("{name} must be a positive")), "{err}");
+        }
+        for bad in [
+            ",",
+            "image",
+            "image/",
+            "text/plain;charset=utf-8",
+            "image/*, /png",
+        ] {
+            let err = refusal(&[("UPLOAD_CONTENT_TYPES", bad)]);
+            assert!(err.contains("UPLOAD_CONTENT_TYPES must be"), "{bad}: {err}");
+        }
+        let types = config(&[(
+            "UPLOAD_CONTENT_TYPES",
+            " Image/PNG, application/vnd.ms-excel ",
+        )])
+        .expect("valid");
+        assert_eq!(
+            types.upload_content_types,
+            ["image/png", "application/vnd.ms-excel"]
+        );
+    }
+
+    #[test]
+    fn buckets_follow_s3_naming_rules() {
+        for good in ["abc", "backend-uploads-dev", "my.bucket.1"] {
+            assert_eq!(
+                config(&[("UPLOADS_BUCKET", good)])
+                    .expect(good)
+                    .uploads_bucket,
+                good
+            );
+        }
+        for bad in [
+            "ab",
+            "Bad_Bucket!",
+            "-uploads",
+            "uploads-",
+            "a..b",
+            &"a".repeat(64),
+        ] {
+            for name in ["UPLOADS_BUCKET", "BACKUP_BUCKET"] {
+                let err = refusal(&[(name, bad)]);
+                assert!(
+                    err.contains(&format!("{name} must be an S3 bucket name")),
+                    "{err}"
+                );
+            }
+        }
+        let err = refusal(&[("APP_NAME", "MyApp")]);
+        assert!(err.contains("\"MyApp-uploads\""), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_sentry_dsn_is_refused_without_echoing_it() {
+        let dsn = "https://0123456789abcdef@o1.ingest.sentry.io/42";
+        let on = config(&[("SENTRY_DSN", dsn)]).expect("valid");
+        assert_eq!(on.sentry_dsn.as_ref().map(expose), Some(dsn));
+        for bad in [
+            "xyz",
+            "https://o1.ingest.sentry.io/42",
+            "https://secretkey@host",
+        ] {
+            let err = refusal(&[("SENTRY_DSN", bad)]);
+            assert!(err.contains("SENTRY_DSN must be"), "{bad}: {err}");
+            assert!(!err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_app_url_is_an_http_url() {
+        let on = config(&[("APP_URL", "https://app.example.com")]).expect("valid");
+        assert_eq!(on.app_url, "https://app.example.com");
+        for bad in ["notaurl", "app.example.com", "ftp://app.example.com"] {
+            let err = refusal(&[("APP_URL", bad)]);
+            assert!(err.contains("APP_URL must be"), "{bad}: {err}");
         }
     }
 
