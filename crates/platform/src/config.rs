@@ -330,7 +330,13 @@ impl Config {
 
     /// Reads settings through `lookup`, which answers a variable's value by name.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env(&lookup);
+        Self::read(&lookup)
+    }
+
+    /// One copy of the reading for every caller's `lookup`. It runs once per start; compiled
+    /// once per closure it made the uploads function 31 KB larger (docs/BENCHMARKS.md).
+    fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
         let app_env = env.parse_or(
             "APP_ENV",
             AppEnv::Development,
@@ -533,9 +539,9 @@ pub fn parse_duration(raw: &str) -> Option<Duration> {
     (!duration.is_zero()).then_some(duration)
 }
 
-struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
-impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+impl Env<'_> {
     /// A variable that is unset or blank counts as absent.
     fn get(&self, name: &str) -> Option<String> {
         (self.0)(name).filter(|v| !v.trim().is_empty())
