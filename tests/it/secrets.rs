@@ -181,17 +181,10 @@ async fn a_rotated_password_is_picked_up_without_a_restart() {
 #[tokio::test]
 async fn secrets_manager_unreachable_at_cold_start_fails_with_one_clear_line() {
     let mut vars = HashMap::from([
-        (
-            "APP_SECRET_ARN",
-            "arn:aws:secretsmanager:us-east-1:123456789012:secret:app".to_owned(),
-        ),
+        ("APP_SECRET_ARN", APP_SECRET_ARN.to_owned()),
         ("AWS_ENDPOINT_URL", "http://127.0.0.1:1".to_owned()),
     ]);
-    let err = platform::secrets::load(lookup(vars.clone()))
-        .await
-        .err()
-        .expect("start-up must fail");
-    let line = format!("{err:#}");
+    let line = start_up_error(vars.clone()).await;
     assert!(
         line.contains("APP_SECRET_ARN") && !line.contains('\n'),
         "{line}"
@@ -202,34 +195,34 @@ async fn secrets_manager_unreachable_at_cold_start_fails_with_one_clear_line() {
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:db".to_owned(),
     );
     vars.remove("APP_SECRET_ARN");
-    let err = platform::secrets::load(lookup(vars))
-        .await
-        .err()
-        .expect("start-up must fail");
-    assert!(format!("{err:#}").contains("DATABASE_SECRET_ARN"));
+    assert!(start_up_error(vars).await.contains("DATABASE_SECRET_ARN"));
 }
 
 #[tokio::test]
 async fn an_endpoint_the_sdk_cannot_send_to_is_named_at_cold_start() {
-    let vars = HashMap::from([
-        (
-            "APP_SECRET_ARN",
-            "arn:aws:secretsmanager:us-east-1:123456789012:secret:app".to_owned(),
-        ),
+    let line = start_up_error(HashMap::from([
+        ("APP_SECRET_ARN", APP_SECRET_ARN.to_owned()),
         (
             "AWS_ENDPOINT_URL",
             "http://bücher.localhost:5000".to_owned(),
         ),
-    ]);
-    let err = platform::secrets::load(lookup(vars))
-        .await
-        .err()
-        .expect("start-up must fail");
-    let line = format!("{err:#}");
+    ]))
+    .await;
     assert!(
         line.contains("AWS_ENDPOINT_URL must be") && !line.contains("APP_SECRET_ARN"),
         "{line}"
     );
+}
+
+const APP_SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:app";
+
+/// The one line that stops a cold start with these variables.
+async fn start_up_error(vars: HashMap<&'static str, String>) -> String {
+    let err = platform::secrets::load(lookup(vars))
+        .await
+        .err()
+        .expect("start-up must fail");
+    format!("{err:#}")
 }
 
 #[tokio::test]

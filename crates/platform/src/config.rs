@@ -650,16 +650,16 @@ mod tests {
                 .aws_endpoint_url
                 .is_none()
         );
-        for bad in [
-            "http://bücher.example:5000",
-            "localhost:5000",
-            "ftp://127.0.0.1:5000",
-            "http://",
-            "http://local host:5000",
-        ] {
-            let err = refusal(&[("AWS_ENDPOINT_URL", bad)]);
-            assert!(err.contains("AWS_ENDPOINT_URL must be"), "{bad}: {err}");
-        }
+        assert_refused(
+            "AWS_ENDPOINT_URL",
+            &[
+                "http://bücher.example:5000",
+                "localhost:5000",
+                "ftp://127.0.0.1:5000",
+                "http://",
+                "http://local host:5000",
+            ],
+        );
     }
 
     #[test]
@@ -673,17 +673,17 @@ mod tests {
             assert_eq!(config(&[("LOG_LEVEL", raw)]).expect(raw).log_level, read);
         }
         assert_eq!(config(&[]).expect("default").log_level, "info");
-        for bad in [
-            "warning",
-            "loud",
-            "warn,",
-            "=debug",
-            "auth=loud",
-            "info,users",
-        ] {
-            let err = refusal(&[("LOG_LEVEL", bad)]);
-            assert!(err.contains("LOG_LEVEL must be"), "{bad}: {err}");
-        }
+        assert_refused(
+            "LOG_LEVEL",
+            &[
+                "warning",
+                "loud",
+                "warn,",
+                "=debug",
+                "auth=loud",
+                "info,users",
+            ],
+        );
     }
 
     #[test]
@@ -696,16 +696,16 @@ mod tests {
             let err = refusal(&[(name, "0")]);
             assert!(err.contains(&format!("{name} must be a positive")), "{err}");
         }
-        for bad in [
-            ",",
-            "image",
-            "image/",
-            "text/plain;charset=utf-8",
-            "image/*, /png",
-        ] {
-            let err = refusal(&[("UPLOAD_CONTENT_TYPES", bad)]);
-            assert!(err.contains("UPLOAD_CONTENT_TYPES must be"), "{bad}: {err}");
-        }
+        assert_refused(
+            "UPLOAD_CONTENT_TYPES",
+            &[
+                ",",
+                "image",
+                "image/",
+                "text/plain;charset=utf-8",
+                "image/*, /png",
+            ],
+        );
         let types = config(&[(
             "UPLOAD_CONTENT_TYPES",
             " Image/PNG, application/vnd.ms-excel ",
@@ -767,9 +767,17 @@ mod tests {
     fn the_app_url_is_an_http_url() {
         let on = config(&[("APP_URL", "https://app.example.com")]).expect("valid");
         assert_eq!(on.app_url, "https://app.example.com");
-        for bad in ["notaurl", "app.example.com", "ftp://app.example.com"] {
-            let err = refusal(&[("APP_URL", bad)]);
-            assert!(err.contains("APP_URL must be"), "{bad}: {err}");
+        assert_refused(
+            "APP_URL",
+            &["notaurl", "app.example.com", "ftp://app.example.com"],
+        );
+    }
+
+    /// Each of `bad` stops start-up with the line that names `name`.
+    fn assert_refused(name: &str, bad: &[&str]) {
+        for value in bad {
+            let err = refusal(&[(name, value)]);
+            assert!(err.contains(&format!("{name} must be")), "{value}: {err}");
         }
     }
 
