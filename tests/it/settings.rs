@@ -87,6 +87,39 @@ fn the_server_refuses_to_start_with_published_or_unsafe_settings() {
     }
 }
 
+#[test]
+fn a_bad_database_url_is_refused_under_its_own_name_without_its_password() {
+    let good = "postgres://postgres@127.0.0.1:1/none";
+    let bad = "postgres://app:hunter2-secret@db.example.com/app?sslmode=bogus";
+    for (primary, replica, named) in [
+        (bad, None, "DATABASE_URL: unknown sslmode"),
+        (good, Some(bad), "DATABASE_READ_URL: unknown sslmode"),
+        (
+            good,
+            Some("postgres://app:hunter2-secret@db.example.com:port/app"),
+            "DATABASE_READ_URL: not a valid Postgres URL",
+        ),
+    ] {
+        let mut cmd = Command::new(workspace_bin("local"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", "1")
+            .env("DATABASE_URL", primary);
+        if let Some(replica) = replica {
+            cmd.env("DATABASE_READ_URL", replica);
+        }
+        let (ok, text) = output(&mut cmd);
+        assert!(!ok, "{primary} / {replica:?} started");
+        assert!(text.contains(named), "{text}");
+        assert_eq!(
+            text.matches("DATABASE_").count(),
+            1,
+            "one variable is named: {text}"
+        );
+        assert!(!text.contains("hunter2"), "the password is shown: {text}");
+    }
+}
+
 #[tokio::test]
 async fn the_seed_refuses_a_deployed_database() {
     let db = TestDatabase::create().await;

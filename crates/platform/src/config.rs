@@ -175,22 +175,22 @@ fn parse_allowed_origins(raw: &str, app_env: AppEnv) -> Result<Vec<String>, Conf
     Ok(origins)
 }
 
-/// `OTEL_EXPORTER_OTLP_ENDPOINT`: an `http://` or `https://` URL, or empty (no traces).
-fn parse_otlp_endpoint(raw: Option<String>) -> Result<Option<String>, ConfigError> {
-    let Some(raw) = raw.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()) else {
-        return Ok(None);
-    };
-    let valid = ["http://", "https://"]
-        .iter()
-        .any(|scheme| raw.len() > scheme.len() && raw.starts_with(scheme));
-    if !valid {
-        return Err(ConfigError::invalid(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "an http:// or https:// URL such as http://localhost:4318",
-            &raw,
-        ));
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`: an `http://` or `https://` URL the exporter can send to, or
+/// empty (no traces).
+fn parse_otlp_endpoint(raw: Option<&str>) -> Result<Option<String>, ConfigError> {
+    parse_optional_http_url("OTEL_EXPORTER_OTLP_ENDPOINT", raw, "http://localhost:4318")
+}
+
+/// A URL setting that may be left empty: blank is `None`, anything else must be an HTTP URL.
+fn parse_optional_http_url(
+    name: &str,
+    raw: Option<&str>,
+    example: &str,
+) -> Result<Option<String>, ConfigError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(url) => parse_http_url(name, url, example).map(Some),
     }
-    Ok(Some(raw))
 }
 
 /// An `http://` or `https://` URL with a host, read as the HTTP clients read it (`http::Uri`,
@@ -310,16 +310,12 @@ fn parse_content_types(raw: &str) -> Result<Vec<String>, ConfigError> {
 /// itself). The SDK reads it as an `http::Uri`, which takes ASCII only: a host name with other
 /// letters is written in its `xn--` form. Checked here so that a bad value stops start-up
 /// instead of failing every S3 or Secrets Manager call.
-pub(crate) fn parse_aws_endpoint(raw: Option<String>) -> Result<Option<String>, ConfigError> {
-    let Some(raw) = raw.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()) else {
-        return Ok(None);
-    };
-    parse_http_url(
+pub(crate) fn parse_aws_endpoint(raw: Option<&str>) -> Result<Option<String>, ConfigError> {
+    parse_optional_http_url(
         "AWS_ENDPOINT_URL",
-        &raw,
+        raw,
         "http://127.0.0.1:5000 (a host name in ASCII, its xn-- form)",
     )
-    .map(Some)
 }
 
 impl Config {
@@ -458,7 +454,7 @@ impl Config {
             sentry_dsn: parse_sentry_dsn(env.get("SENTRY_DSN"))?,
             release: env.get("RELEASE").filter(|r| !r.is_empty()),
             otel_exporter_otlp_endpoint: parse_otlp_endpoint(
-                env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+                env.get("OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
             )?,
             otel_service_name: env.get("OTEL_SERVICE_NAME").unwrap_or_else(|| {
                 lookup("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".into())
@@ -482,7 +478,7 @@ impl Config {
                 env.get("BACKUP_BUCKET")
                     .unwrap_or_else(|| format!("{app_name}-backups")),
             )?,
-            aws_endpoint_url: parse_aws_endpoint(env.get("AWS_ENDPOINT_URL"))?,
+            aws_endpoint_url: parse_aws_endpoint(env.get("AWS_ENDPOINT_URL").as_deref())?,
             app_database_secret_arn: env.get("APP_DATABASE_SECRET_ARN"),
         })
     }
@@ -626,11 +622,15 @@ mod tests {
         assert_eq!(on.otel_service_name, "backend-users");
         let named = config(&[("OTEL_SERVICE_NAME", "api")]).expect("valid");
         assert_eq!(named.otel_service_name, "api");
-        let err =
-            config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318")]).expect_err("refused");
-        assert!(
-            err.to_string().contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
-            "{err}"
+        assert_refused(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            &[
+                "localhost:4318",
+                "http://",
+                "http://local host:4318",
+                "http://collectör:4318",
+                "grpc://localhost:4317",
+            ],
         );
     }
 

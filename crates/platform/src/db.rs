@@ -118,8 +118,12 @@ impl ConnectTarget {
                     tls = match mode {
                         "require" | "verify-ca" | "verify-full" => true,
                         "disable" | "allow" | "prefer" => false,
-                        // The URL may hold a password: never echo it.
-                        _ => bail!("DATABASE_URL has an unknown sslmode"),
+                        // The URL may hold a password: never echo it. The caller names the
+                        // variable (DATABASE_URL, DATABASE_READ_URL).
+                        _ => bail!(
+                            "unknown sslmode (disable, allow, prefer, require, verify-ca or \
+                             verify-full)"
+                        ),
                     }
                 }
                 Some(("sslrootcert", path)) => root_cert = Some(path.to_owned()),
@@ -132,8 +136,8 @@ impl ConnectTarget {
             format!("{base}?{}", kept.join("&"))
         };
         // tokio-postgres's parse errors do not repeat the URL, so the password stays out of logs.
-        let config = tokio_postgres::Config::from_str(&cleaned)
-            .context("DATABASE_URL is not a valid Postgres URL")?;
+        let config =
+            tokio_postgres::Config::from_str(&cleaned).context("not a valid Postgres URL")?;
         Ok(Self {
             config,
             tls,
@@ -344,7 +348,9 @@ mod tests {
         let err = ConnectTarget::parse("postgres://u:hunter2@h/app?sslmode=bogus")
             .err()
             .expect("invalid");
-        assert!(!format!("{err:#}").contains("hunter2"));
+        let shown = format!("{err:#}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("unknown sslmode"), "{shown}");
     }
 }
 

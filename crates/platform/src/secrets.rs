@@ -49,7 +49,7 @@ pub async fn load(
         return Ok((Config::from_lookup(lookup)?, Refresh::default()));
     }
     // Checked before the first call, which would otherwise blame the secret's ARN.
-    let endpoint = crate::config::parse_aws_endpoint(lookup("AWS_ENDPOINT_URL"))?;
+    let endpoint = crate::config::parse_aws_endpoint(lookup("AWS_ENDPOINT_URL").as_deref())?;
     let client = client(endpoint, lookup("AWS_REGION")).await;
 
     let mut overrides: HashMap<String, String> = HashMap::new();

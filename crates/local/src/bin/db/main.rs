@@ -71,7 +71,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         _ => {}
     }
     if let Command::CreateDatabase = command {
-        let created = db::ensure_database(&config.database_url, &settings).await?;
+        let created = db::ensure_database(&config.database_url, &settings)
+            .await
+            .context("DATABASE_URL")?;
         println!(
             "{}",
             if created {
