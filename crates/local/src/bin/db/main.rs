@@ -71,9 +71,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         _ => {}
     }
     if let Command::CreateDatabase = command {
-        let created = db::ensure_database(&config.database_url, &settings)
-            .await
-            .context("DATABASE_URL")?;
+        let created = db::ensure_database(&config.database_url, &settings).await?;
         println!(
             "{}",
             if created {
