@@ -36,7 +36,7 @@ fn spawn_local(db: &TestDatabase, port: u16, extra: &[(&str, &str)]) -> tokio::p
         .env("REDIS_URL", crate::support::redis_url())
         .env(
             "REDIS_KEY_PREFIX",
-            format!("containers:{}:", uuid::Uuid::new_v4().simple()),
+            crate::support::fresh_key_prefix("containers"),
         )
         .env("JWT_SECRET", "test-secret-that-is-long-enough-0123456789")
         .env("LOG_LEVEL", "warn")

@@ -106,7 +106,7 @@ async fn the_local_server_writes_one_metric_line_per_request_by_route_template()
         .env("REDIS_URL", crate::support::redis_url())
         .env(
             "REDIS_KEY_PREFIX",
-            format!("metrics:{}:", uuid::Uuid::new_v4().simple()),
+            crate::support::fresh_key_prefix("metrics"),
         )
         .env("JWT_SECRET", "test-secret-that-is-long-enough-0123456789")
         .env("LOG_LEVEL", "debug")

@@ -80,10 +80,7 @@ async fn fixture() -> Fixture {
         ("APP_SECRET_ARN", app_arn),
         ("AWS_ENDPOINT_URL", moto::ENDPOINT.to_owned()),
         ("REDIS_URL", crate::support::redis_url()),
-        (
-            "REDIS_KEY_PREFIX",
-            format!("test:{}:", uuid::Uuid::new_v4().simple()),
-        ),
+        ("REDIS_KEY_PREFIX", crate::support::fresh_key_prefix("test")),
     ]);
     Fixture {
         pg,

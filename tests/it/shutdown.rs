@@ -183,7 +183,7 @@ async fn the_local_server_answers_a_request_in_flight_at_sigterm_and_exits_0() {
         .env("REDIS_URL", crate::support::redis_url())
         .env(
             "REDIS_KEY_PREFIX",
-            format!("shutdown:{}:", uuid::Uuid::new_v4().simple()),
+            crate::support::fresh_key_prefix("shutdown"),
         )
         .env("JWT_SECRET", "test-secret-that-is-long-enough-0123456789")
         .env("LOG_LEVEL", "warn")

@@ -169,7 +169,7 @@ impl Local {
             .env("REDIS_URL", crate::support::redis_url())
             .env(
                 "REDIS_KEY_PREFIX",
-                format!("traces:{}:", uuid::Uuid::new_v4().simple()),
+                crate::support::fresh_key_prefix("traces"),
             )
             .env("JWT_SECRET", "test-secret-that-is-long-enough-0123456789")
             .env("LOG_LEVEL", "info")

@@ -46,6 +46,12 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| REDIS_URL_DEFAULT.into())
 }
 
+/// A `REDIS_KEY_PREFIX` no other process uses: rate-limit counts, caches and deny entries that
+/// other tests or a benchmark leave on the shared Redis are never seen.
+pub fn fresh_key_prefix(label: &str) -> String {
+    format!("{label}:{}:", uuid::Uuid::new_v4().simple())
+}
+
 pub struct TestApp {
     pub state: Platform,
     /// The uploads and users functions' S3 client.
@@ -73,7 +79,7 @@ impl TestApp {
 
     pub async fn spawn_with(settings: Settings) -> Self {
         let db = TestDatabase::create().await;
-        let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+        let prefix = fresh_key_prefix("test");
         let mut vars: HashMap<String, String> = HashMap::from([
             ("APP_ENV".into(), "test".into()),
             ("DATABASE_URL".into(), db.url.clone()),

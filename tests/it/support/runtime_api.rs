@@ -176,10 +176,7 @@ impl RuntimeApi {
             .env("REDIS_URL", super::redis_url())
             // Keys of its own, as every test app has: a rate-limit count that another process
             // on the shared Redis left for the stored event's client IP would answer 429.
-            .env(
-                "REDIS_KEY_PREFIX",
-                format!("test:{}:", uuid::Uuid::new_v4().simple()),
-            )
+            .env("REDIS_KEY_PREFIX", super::fresh_key_prefix("test"))
             .kill_on_drop(true);
         command
     }
