@@ -136,8 +136,7 @@ impl ConnectTarget {
             format!("{base}?{}", kept.join("&"))
         };
         // tokio-postgres's parse errors do not repeat the URL, so the password stays out of logs.
-        let config =
-            tokio_postgres::Config::from_str(&cleaned).context("not a valid Postgres URL")?;
+        let config = tokio_postgres::Config::from_str(&cleaned).context("it cannot be parsed")?;
         Ok(Self {
             config,
             tls,

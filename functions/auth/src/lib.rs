@@ -1,7 +1,6 @@
 //! `POST /api/v1/auth/{register,login,refresh,logout,logout-all}`.
 
 mod session;
-mod state;
 
 use api::AuthUser;
 use axum::{
@@ -22,7 +21,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use session::REFRESH_COOKIE;
 use session::{TokenResponse, clear_cookie, refresh_token_from};
-pub use state::AuthState;
+/// What the auth routes reach: the platform and the token keys; no S3.
+pub type AuthState = api::RouteState;
 
 /// Longer inputs cannot be a valid password: refuse them before paying for a hash.
 const LOGIN_PASSWORD_MAX_BYTES: usize = 4 * password::MAX_CHARS;
@@ -52,7 +52,8 @@ pub fn openapi_part() -> OpenApi {
 
 /// The auth routes with their state, as `main` serves them on Lambda.
 pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
-    Ok(router(AuthState::new(platform).await?))
+    // No S3 client: auth stores no files.
+    Ok(router(AuthState::new(platform, ())?))
 }
 
 pub fn router(state: AuthState) -> Router {

@@ -6,7 +6,6 @@
 //! presigned GETs valid 5 minutes, always as an attachment.
 
 mod filename;
-mod state;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -21,14 +20,15 @@ use axum::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::files::{self as uploads, Upload};
 use http_kit::{ApiError, Created, FieldError, Json, Page, Pagination, PathId};
-use platform::Platform;
+use platform::{Platform, storage::LazyS3};
 use serde::{Deserialize, Serialize};
 use utoipa::{ToSchema, openapi::OpenApi};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 pub use filename::sanitize as sanitize_filename;
-pub use state::UploadsState;
+/// What the uploads routes reach: the platform, the token keys and S3.
+pub type UploadsState = api::RouteState<LazyS3>;
 
 pub const UPLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 pub const DOWNLOAD_URL_LIFETIME: Duration = Duration::from_secs(5 * 60);
@@ -57,7 +57,8 @@ pub fn openapi_part() -> OpenApi {
 
 /// The uploads routes with their state, as `main` serves them on Lambda.
 pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
-    Ok(router(UploadsState::new(platform).await?))
+    let s3 = LazyS3::new(platform.config.clone());
+    Ok(router(UploadsState::new(platform, s3)?))
 }
 
 pub fn router(state: UploadsState) -> Router {

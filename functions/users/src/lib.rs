@@ -17,13 +17,14 @@ use domain::{
     sessions::{refresh, revocation},
 };
 use http_kit::{ApiError, FieldError, Json, Page, Pagination, Query, client_ip::ClientNetwork};
-use platform::Platform;
+use platform::{Platform, storage::LazyS3};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema, openapi::OpenApi};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-mod state;
-pub use state::UsersState;
+/// What the users routes reach: the platform, the token keys, and S3 (deleting an account
+/// deletes its files).
+pub type UsersState = api::RouteState<LazyS3>;
 
 /// The users group's routes, each declared once with its handler: the router and the OpenAPI
 /// operations both come from here.
@@ -49,7 +50,8 @@ pub fn openapi_part() -> OpenApi {
 
 /// The users routes with their state, as `main` serves them on Lambda.
 pub async fn routes(platform: Platform) -> anyhow::Result<Router> {
-    Ok(router(UsersState::new(platform).await?))
+    let s3 = LazyS3::new(platform.config.clone());
+    Ok(router(UsersState::new(platform, s3)?))
 }
 
 pub fn router(state: UsersState) -> Router {
