@@ -707,6 +707,13 @@ mod tests {
                 "http://local host:5000",
             ],
         );
+        // Secrets Manager is reached before the configuration is read (`secrets::load`), with
+        // the raw value: blanks mean no endpoint there too, and spaces around one are dropped.
+        assert_eq!(parse_aws_endpoint(Some("   ")).expect("blank"), None);
+        assert_eq!(
+            parse_aws_endpoint(Some(" http://127.0.0.1:5000 \n")).expect("padded"),
+            Some("http://127.0.0.1:5000".to_owned())
+        );
     }
 
     #[test]
