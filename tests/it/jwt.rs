@@ -69,6 +69,24 @@ async fn a_well_formed_token_is_accepted() {
     assert_eq!(status_with(&app, &token).await, 204);
 }
 
+/// `JWT_EXPIRES_IN` is the whole lifetime: no grace period keeps a token alive after it.
+#[tokio::test]
+async fn an_access_token_stops_working_when_its_lifetime_is_over() {
+    let app = TestApp::spawn_with(Settings::default().set("JWT_EXPIRES_IN", "1s")).await;
+    let session = app.register("short-lived@example.com").await;
+    let me = app
+        .get_with_token("/api/v1/users/me", &session.access_token)
+        .await;
+    assert_eq!(me.status, 200, "fresh: {}", me.text());
+    // Issued within the last second, it expires on the next whole second at the latest.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let me = app
+        .get_with_token("/api/v1/users/me", &session.access_token)
+        .await;
+    assert_eq!(me.status, 401, "{}", me.text());
+    assert_eq!(me.problem().code, "unauthorized");
+}
+
 #[tokio::test]
 async fn every_forged_or_invalid_token_is_a_401() {
     let app = TestApp::spawn().await;
@@ -126,6 +144,15 @@ async fn every_forged_or_invalid_token_is_a_401() {
         (
             "expired",
             sign(&with("exp", json!(now - 120)), SECRET, kid(SECRET)),
+        ),
+        // No grace period after `exp`: a token is dead on its `exp` second ("on or after").
+        (
+            "expired a second ago",
+            sign(&with("exp", json!(now - 1)), SECRET, kid(SECRET)),
+        ),
+        (
+            "expiring this second",
+            sign(&with("exp", json!(now)), SECRET, kid(SECRET)),
         ),
         (
             "nbf in the future",

@@ -77,7 +77,8 @@ pub fn read_ahead_keys(cache: &Cache, user_id: Uuid, jti: Uuid) -> [String; 2] {
 
 /// Seconds a deny entry must live for a token that expires at `exp` (Unix time).
 fn deny_ttl(exp: i64) -> u64 {
-    (u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(0) + super::tokens::LEEWAY_SECS)
+    (u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(0)
+        + super::tokens::DENY_MARGIN_SECS)
         .max(1)
 }
 
@@ -268,7 +269,7 @@ async fn from_postgres(
              WHERE user_id = $1 AND expires_at > now() - make_interval(secs => $2)",
             &[
                 (&claims.sub, Type::UUID),
-                (&(super::tokens::LEEWAY_SECS as f64), Type::FLOAT8),
+                (&(super::tokens::DENY_MARGIN_SECS as f64), Type::FLOAT8),
             ],
         )
         .await
@@ -285,7 +286,7 @@ async fn from_postgres(
 /// After a user is deleted: cache a tombstone generation that refuses every one of their
 /// tokens for as long as any could still be valid, and that no rebuild can lower.
 pub async fn forget_user(state: &AppState, user_id: Uuid) {
-    let lifetime = state.config.jwt_expires_in.as_secs() + super::tokens::LEEWAY_SECS;
+    let lifetime = state.config.jwt_expires_in.as_secs() + super::tokens::DENY_MARGIN_SECS;
     let mut invocation = CACHE_GENERATION.key(generation_key(state, user_id));
     invocation
         .arg(DELETED)

@@ -23,7 +23,10 @@ use uuid::Uuid;
 use platform::config::Config;
 
 pub const ALGORITHM: Algorithm = Algorithm::HS256;
-pub const LEEWAY_SECS: u64 = 30;
+/// How long a revoked token's deny entry outlives the token's `exp`: no longer needed for
+/// the check itself (a token is refused from its `exp` on), but Postgres's clock and a function's
+/// may differ a little, and a deny entry gone a second early would let a revoked token back in.
+pub const DENY_MARGIN_SECS: u64 = 5;
 const ACCESS: &str = "access";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,7 +129,13 @@ impl TokenKeys {
             validation.set_audience(&[&config.jwt_audience]);
             validation.validate_nbf = true;
             validation.validate_exp = true;
-            validation.leeway = LEEWAY_SECS;
+            // No grace period: a token is dead from its `exp` second on ("on or after", RFC 7519
+            // 4.1.4), as `JWT_EXPIRES_IN` promises. The functions that issue and check tokens
+            // keep time by the same synchronized clock (Amazon Time Sync on Lambda), so a
+            // leeway would only keep a stolen token alive past its lifetime. jsonwebtoken
+            // accepts a token during its `exp` second itself unless told to refuse it 1 s early.
+            validation.leeway = 0;
+            validation.reject_tokens_expiring_in_less_than = 1;
 
             Keys {
                 kid,
