@@ -185,7 +185,8 @@ async fn another_users_upload_is_a_404() {
             Some(&ben.access_token),
         )
         .await;
-    assert_eq!(res.status, 204, "nothing of Ben's to delete");
+    assert_eq!(res.status, 404, "nothing of Ben's to delete");
+    assert_eq!(res.problem().code, "not_found");
     assert_eq!(
         complete(&app, &ana, id).await.status,
         200,
@@ -265,7 +266,7 @@ async fn path_traversal_and_unicode_filenames_are_sanitized() {
 }
 
 #[tokio::test]
-async fn deleting_twice_is_fine_and_removes_the_object() {
+async fn a_deleted_upload_loses_its_object_and_is_then_not_found() {
     let app = TestApp::spawn().await.with_bucket().await;
     let ana = app.register("ana@example.com").await;
     let created = declare(&app, &ana, "gone.txt", "text/plain", 4)
@@ -278,7 +279,8 @@ async fn deleting_twice_is_fine_and_removes_the_object() {
     head_object(&app, &key)
         .await
         .expect("the object is there before the delete");
-    for _ in 0..2 {
+    // Once gone, it is not found, as for `GET`.
+    for expected in [204, 404] {
         let res = app
             .json(
                 Method::DELETE,
@@ -287,7 +289,7 @@ async fn deleting_twice_is_fine_and_removes_the_object() {
                 Some(&ana.access_token),
             )
             .await;
-        assert_eq!(res.status, 204);
+        assert_eq!(res.status, expected);
     }
     assert_eq!(
         app.get_with_token(&format!("/api/v1/uploads/{id}"), &ana.access_token)

@@ -338,11 +338,17 @@ export async function downloadFile(id: string): Promise<Blob> {
   return res.blob();
 }
 
-export function deleteUpload(id: string): Promise<void> {
-  return request<void>(`/api/v1/uploads/${encodeURIComponent(id)}`, {
-    method: "DELETE",
-    auth: true,
-  });
+export async function deleteUpload(id: string): Promise<void> {
+  try {
+    await request<void>(`/api/v1/uploads/${encodeURIComponent(id)}`, {
+      method: "DELETE",
+      auth: true,
+    });
+  } catch (err) {
+    // Already gone (deleted in another tab or on another device): what was asked is done.
+    if (err instanceof Problem && err.status === 404) return;
+    throw err;
+  }
 }
 
 /** Headers a browser sets itself and refuses to take from a script. */

@@ -350,8 +350,9 @@ async fn show(
 
 /// Delete an upload and its file
 ///
-/// Removes the object, then the row. Deleting what is already gone is fine (204); an S3
-/// failure keeps the row, so nothing is left half-deleted.
+/// Removes the object, then the row; an S3 failure keeps the row, so nothing is left
+/// half-deleted. Only the owner may: anyone else's upload, like one that does not exist (or
+/// no longer does), is a 404, as for `GET`, so the answer tells nothing about other users.
 #[utoipa::path(
     delete,
     path = "/api/v1/uploads/{id}",
@@ -359,7 +360,10 @@ async fn show(
     operation_id = "deleteUpload",
     params(("id" = Uuid, Path, description = "The upload's id.")),
     security(("bearerAuth" = [])),
-    responses((status = 204, description = "The upload and its file are gone (or never were)."))
+    responses(
+        (status = 204, description = "The upload and its file are gone."),
+        (status = 404, description = "No such upload of the caller's."),
+    )
 )]
 async fn remove(
     State(state): State<UploadsState>,
@@ -367,19 +371,20 @@ async fn remove(
     PathId(id): PathId<Uuid>,
 ) -> Result<Response, ApiError> {
     let conn = state.db.get().await?;
-    if let Some(upload) = uploads::find_owned(&**conn, id, caller.id).await? {
-        state
-            .s3
-            .client()
-            .await
-            .delete_object()
-            .bucket(&state.config.uploads_bucket)
-            .key(&upload.object_key)
-            .send()
-            .await
-            .map_err(s3_unavailable)?;
-        uploads::delete(&**conn, id).await?;
-    }
+    let upload = uploads::find_owned(&**conn, id, caller.id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state
+        .s3
+        .client()
+        .await
+        .delete_object()
+        .bucket(&state.config.uploads_bucket)
+        .key(&upload.object_key)
+        .send()
+        .await
+        .map_err(s3_unavailable)?;
+    uploads::delete(&**conn, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
