@@ -51,7 +51,8 @@ async fn a_user_never_sees_another_user() {
     let res = app
         .get_with_token(&format!("/api/v1/users/{}", b.id), &a.access_token)
         .await;
-    assert_eq!(res.status, 404);
+    assert_eq!(res.status, 403);
+    assert_eq!(res.problem().code, "forbidden");
     let missing = app
         .get_with_token(
             &format!("/api/v1/users/{}", uuid::Uuid::new_v4()),
@@ -115,6 +116,14 @@ async fn only_admins_list_users_and_see_anyone() {
         .await;
     assert_eq!(res.status, 200);
     assert_eq!(res.json()["email"], "plain@example.com");
+    let res = app
+        .get_with_token(
+            &format!("/api/v1/users/{}", uuid::Uuid::new_v4()),
+            &admin.access_token,
+        )
+        .await;
+    assert_eq!(res.status, 404, "an admin learns that no such user exists");
+    assert_eq!(res.problem().code, "not_found");
 }
 
 async fn insert_user(app: &TestApp, email: &str) {

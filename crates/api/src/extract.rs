@@ -100,7 +100,8 @@ where
 }
 
 /// Access to the user named by the `{id}` path segment: the user themself or an admin. Anyone
-/// else gets the same 404 as for an id that does not exist, so ids leak nothing.
+/// else gets a 403, as for the user list, whether or not the id exists: the target is never
+/// looked up for them, so ids leak nothing.
 #[derive(Debug, Clone)]
 pub struct SelfOrAdmin {
     pub caller: Uuid,
@@ -130,7 +131,10 @@ where
                 caller: caller.id,
                 target,
             }),
-            _ => Err(ApiError::NotFound),
+            Some(_) => Err(ApiError::Forbidden),
+            None => Err(ApiError::Unauthorized(
+                "The access token is invalid or expired".into(),
+            )),
         }
     }
 }

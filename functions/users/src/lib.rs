@@ -348,7 +348,7 @@ async fn list(
 
 /// One user (admin, or the user itself)
 ///
-/// Anyone else gets the same 404 as for an id that does not exist.
+/// Anyone else gets 403, whether or not the id exists.
 #[utoipa::path(
     get,
     path = "/api/v1/users/{id}",
@@ -356,7 +356,11 @@ async fn list(
     operation_id = "getUser",
     params(("id" = uuid::Uuid, Path, description = "The user's id.")),
     security(("bearerAuth" = [])),
-    responses((status = 200, description = "The user.", body = User))
+    responses(
+        (status = 200, description = "The user.", body = User),
+        (status = 403, description = "The caller is neither an admin nor this user."),
+        (status = 404, description = "No such user (for an admin)."),
+    )
 )]
 async fn show(
     State(state): State<UsersState>,
