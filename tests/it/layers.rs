@@ -322,3 +322,68 @@ async fn a_panicking_route_answers_500_and_the_next_request_succeeds() {
     assert_eq!(next.status, 200);
     assert_eq!(next.json()["name"], "ok");
 }
+
+/// The fields a 422 names, in the order given.
+fn named_fields(res: &TestResponse) -> Vec<String> {
+    let problem = res.problem();
+    assert_eq!(problem.code, "validation_failed");
+    problem
+        .errors
+        .expect("errors")
+        .into_iter()
+        .map(|e| e.field)
+        .collect()
+}
+
+/// A request without a body, whatever its content type, reads as `{}`: a 422 naming every
+/// required field, never a 415 or a 400 about a body the client never sent. A body of the wrong
+/// shape names every field it gets wrong, not only the first.
+#[tokio::test]
+async fn a_missing_or_wrong_body_is_a_422_naming_every_field_at_once() {
+    let app = TestApp::spawn().await;
+    let ana = app.register("all-fields@example.com").await;
+    for content_type in [None, Some("application/json"), Some("text/plain")] {
+        let mut req = request(Method::POST, "/api/v1/auth/register");
+        if let Some(content_type) = content_type {
+            req = req.header(header::CONTENT_TYPE, content_type);
+        }
+        let res = app.send(req.body(Body::empty()).expect("request")).await;
+        assert_eq!(res.status, 422, "{content_type:?}: {}", res.text());
+        assert_eq!(
+            named_fields(&res),
+            ["email", "password", "name"],
+            "{content_type:?}"
+        );
+    }
+    let res = app
+        .send(
+            request(Method::DELETE, "/api/v1/users/me")
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", ana.access_token),
+                )
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(res.status, 422, "{}", res.text());
+    assert_eq!(named_fields(&res), ["current_password"]);
+
+    let res = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({"email": 5, "password": ["x"], "name": "Ana"}),
+        )
+        .await;
+    assert_eq!(res.status, 422, "{}", res.text());
+    let mut fields = named_fields(&res);
+    fields.sort();
+    assert_eq!(fields, ["email", "password"]);
+    // Still the account it was: nothing was deleted or created.
+    assert_eq!(
+        app.get_with_token("/api/v1/users/me", &ana.access_token)
+            .await
+            .status,
+        200
+    );
+}

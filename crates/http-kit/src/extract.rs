@@ -11,7 +11,9 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::error::{ApiError, FieldError};
 
 /// A JSON body. Wrong content type → 415, over the limit → 413, not JSON → 400, JSON of the
-/// wrong shape → 422 naming the field (found with serde_path_to_error).
+/// wrong shape → 422 naming every field it gets wrong (found with serde_path_to_error). No body
+/// at all reads as `{}`, whatever the content type: a 422 naming the required fields, which
+/// tells the client more than a 415 or a 400 about a body it never sent.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -23,12 +25,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        if !is_json(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
+        let has_json_type = is_json(req.headers());
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|r| body_error(&r))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return parse_json(b"{}").map(Json);
+        }
+        if !has_json_type {
+            return Err(ApiError::UnsupportedMediaType);
+        }
         parse_json(&bytes).map(Json)
     }
 }
@@ -98,21 +104,97 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             NUL_MESSAGE,
         )]));
     }
+    let malformed =
+        || ApiError::bad_request("malformed_json", "The request body is not valid JSON");
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        if inner.is_data() {
-            let (field, message) = describe_data_error(&path, &inner.to_string());
-            ApiError::Validation(vec![FieldError::new(field, message)])
-        } else {
-            ApiError::bad_request("malformed_json", "The request body is not valid JSON")
+    match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => {
+            de.end().map_err(|_| malformed())?;
+            Ok(value)
         }
-    })?;
-    de.end().map_err(|_| {
-        ApiError::bad_request("malformed_json", "The request body is not valid JSON")
-    })?;
-    Ok(value)
+        Err(err) if err.inner().is_data() => {
+            // Valid JSON (checked by reading it whole) of the wrong shape: name every field.
+            let body: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| malformed())?;
+            Err(ApiError::Validation(field_errors::<T>(body, &err)))
+        }
+        Err(_) => Err(malformed()),
+    }
+}
+
+/// How many fields one answer names at most; also bounds the work a hostile body can cause.
+const MAX_FIELD_ERRORS: usize = 32;
+
+/// Every field of `body` that `T` cannot read, `first` being serde's first complaint.
+///
+/// serde stops at the first field it cannot read, and a client fixing a form wants them all at
+/// once. No library reads a serde type and reports every field, so this does it by hand: each
+/// reported field is given a stand-in of another JSON type, in turn, until serde gets past it
+/// and complains about the next field (or is satisfied). The stand-ins never reach a handler:
+/// the answer is a 422 either way. Only runs for a body already refused, and reads the body in
+/// place, without copying it.
+fn field_errors<T: DeserializeOwned>(
+    mut body: serde_json::Value,
+    first: &serde_path_to_error::Error<serde_json::Error>,
+) -> Vec<FieldError> {
+    use serde_json::{Map, Value};
+
+    let describe = |err: &serde_path_to_error::Error<serde_json::Error>| {
+        describe_data_error(&err.path().to_string(), &err.inner().to_string())
+    };
+    let (field, message) = describe(first);
+    let mut errors = vec![FieldError::new(field.clone(), message)];
+    let stand_ins = [
+        Value::String(String::new()),
+        Value::from(0),
+        Value::Bool(false),
+        Value::Array(Vec::new()),
+        Value::Object(Map::new()),
+    ];
+    let mut current = field;
+    'fields: while errors.len() < MAX_FIELD_ERRORS {
+        for stand_in in &stand_ins {
+            let Some(slot) = slot_at(&mut body, &current) else {
+                break 'fields;
+            };
+            *slot = stand_in.clone();
+            let (field, message) = match serde_path_to_error::deserialize::<_, T>(&body) {
+                Ok(_) => break 'fields,
+                Err(err) => describe(&err),
+            };
+            // Still this field, or a part of the stand-in: try another type.
+            let inside = field.strip_prefix(current.as_str());
+            if inside.is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '['])) {
+                continue;
+            }
+            current.clone_from(&field);
+            errors.push(FieldError::new(field, message));
+            continue 'fields;
+        }
+        break;
+    }
+    errors
+}
+
+/// The place in `body` that a field's path names (`a.b[2]`, as serde_path_to_error writes it),
+/// made if only its last key is missing (a missing field). None for the body itself (`body`) or
+/// a path that leads nowhere.
+fn slot_at<'v>(body: &'v mut serde_json::Value, path: &str) -> Option<&'v mut serde_json::Value> {
+    if path == "body" {
+        return None;
+    }
+    let mut at = body;
+    for segment in path.split('.') {
+        let (key, indexes) = segment.split_once('[').unwrap_or((segment, ""));
+        at = at
+            .as_object_mut()?
+            .entry(key)
+            .or_insert(serde_json::Value::Null);
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            let index: usize = index.strip_suffix(']')?.parse().ok()?;
+            at = at.get_mut(index)?;
+        }
+    }
+    Some(at)
 }
 
 /// The path (`a.b[2]`, as serde_path_to_error writes it) of the first key or string holding
@@ -277,6 +359,71 @@ mod tests {
         // An escaped backslash before `u0000` is not a NUL.
         let ok = parse_json::<Login>(br#"{"email":"a\\u0000","password":"x"}"#).expect("no NUL");
         assert_eq!(ok.email, "a\\u0000");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Upload {
+        filename: String,
+        size: u64,
+        public: bool,
+        tags: Vec<String>,
+        note: Option<String>,
+        owner: Owner,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Owner {
+        id: String,
+    }
+
+    fn fields(body: &str) -> Vec<(String, String)> {
+        let err = parse_json::<Upload>(body.as_bytes()).expect_err(body);
+        let ApiError::Validation(errors) = err else {
+            panic!("expected validation for {body}, got {err:?}")
+        };
+        errors.into_iter().map(|e| (e.field, e.message)).collect()
+    }
+
+    #[test]
+    fn every_missing_field_is_named_at_once() {
+        let required = ["filename", "size", "public", "tags", "owner"];
+        let named = fields("{}");
+        assert_eq!(
+            named.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(),
+            required,
+            "{named:?}"
+        );
+        assert!(named.iter().all(|(_, m)| m == "is required"), "{named:?}");
+        let ok = parse_json::<Login>(br#"{"email":"a","password":"b"}"#).expect("whole");
+        assert_eq!(ok.password, "b");
+    }
+
+    #[test]
+    fn every_wrong_field_is_named_with_its_own_reason() {
+        let named = fields(
+            r#"{"filename":7,"size":"big","public":true,"tags":["a",true],"note":null,"owner":{}}"#,
+        );
+        let reason = |field: &str| {
+            named
+                .iter()
+                .find(|(f, _)| f == field)
+                .map(|(_, m)| m.clone())
+                .unwrap_or_else(|| panic!("{field} is not named: {named:?}"))
+        };
+        assert_eq!(named.len(), 4, "{named:?}");
+        assert!(reason("filename").starts_with("invalid type: integer `7`"));
+        assert!(reason("size").starts_with("invalid type: string \"big\""));
+        assert!(reason("tags[1]").starts_with("invalid type: boolean `true`"));
+        assert_eq!(reason("owner.id"), "is required");
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_one_error() {
+        for body in ["[]", "3", "\"text\"", "null"] {
+            assert_eq!(fields(body).len(), 1, "{body}");
+        }
     }
 
     #[test]
