@@ -269,28 +269,40 @@ async fn refresh_rotates_the_token() {
 async fn a_reused_refresh_token_revokes_its_whole_family() {
     let app = TestApp::spawn().await;
     let session = app.register("reuse@example.com").await;
-    let first = refresh_with(&app, &session.refresh_token).await;
-    let newest = first.json()["refresh_token"]
-        .as_str()
-        .expect("next")
-        .to_owned();
+    let elsewhere = app.login(&session.email, &session.password).await.json();
+    let first = refresh_with(&app, &session.refresh_token).await.json();
+    let newest = first["refresh_token"].as_str().expect("next");
+    let newest_access = first["access_token"].as_str().expect("access");
+    let me = |token: String| {
+        let app = &app;
+        async move { app.get_with_token("/api/v1/users/me", &token).await.status }
+    };
+    assert_eq!(me(newest_access.to_owned()).await, 200);
 
     let replay = refresh_with(&app, &session.refresh_token).await;
     assert_eq!(replay.status, 401);
     assert_eq!(replay.problem().code, "unauthorized");
     assert_eq!(
-        refresh_with(&app, &newest).await.status,
+        refresh_with(&app, newest).await.status,
         401,
         "the newest token of the family is revoked too"
     );
+    assert_eq!(
+        me(newest_access.to_owned()).await,
+        401,
+        "so is the access token its last rotation handed out"
+    );
+    assert_eq!(me(session.access_token.clone()).await, 401);
 
-    // Other families (another login) are untouched.
-    let other = app.login(&session.email, &session.password).await;
-    let other_refresh = other.json()["refresh_token"]
+    // Another login keeps its refresh token, and gets a working access token from it.
+    let other_refresh = elsewhere["refresh_token"].as_str().expect("refresh");
+    let renewed = refresh_with(&app, other_refresh).await;
+    assert_eq!(renewed.status, 200);
+    let renewed_access = renewed.json()["access_token"]
         .as_str()
-        .expect("refresh")
+        .expect("access")
         .to_owned();
-    assert_eq!(refresh_with(&app, &other_refresh).await.status, 200);
+    assert_eq!(me(renewed_access).await, 200);
 }
 
 #[tokio::test]

@@ -250,6 +250,11 @@ async fn refresh_session(
         refresh::Rotation::Reused { user_id } => {
             // The family's revocation must stick even though the answer is an error.
             tx.commit().await?;
+            // A replayed token means that two parties hold this session, and whoever rotated it
+            // last holds an access token of it. Access tokens do not name their refresh token,
+            // so every one of the user's dies: other sessions renew theirs with their own
+            // refresh tokens, which stay valid.
+            revocation::bump_generation(&state, &**conn, user_id).await?;
             tracing::warn!(
                 audit = "refresh_token_reused",
                 %user_id,
