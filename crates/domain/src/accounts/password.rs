@@ -147,10 +147,12 @@ impl Password {
         inputs.extend(locals);
         let entropy = zxcvbn::zxcvbn(raw, &inputs);
         if u8::from(entropy.score()) < MIN_SCORE {
+            // zxcvbn's warnings are sentences with their own full stop; the message adds its own.
             let hint = entropy
                 .feedback()
                 .and_then(|f| f.warning().map(|w| w.to_string()))
-                .unwrap_or_else(|| "is too easy to guess".into());
+                .map(|w| w.trim_end_matches('.').to_owned())
+                .unwrap_or_else(|| "it is too easy to guess".into());
             return Err(PasswordError::TooWeak(hint));
         }
         Ok(Self(SecretString::from(raw.to_owned())))
@@ -212,6 +214,22 @@ mod tests {
             Password::parse("password1234", &[]),
             Err(PasswordError::TooWeak(_))
         ));
+        // One full stop between zxcvbn's warning and the advice, whatever the warning.
+        for weak in [
+            "password1234",
+            "Password123!",
+            "qwertyuiopas",
+            "aaaaaaaaaaaa",
+            "abcdefghijkl",
+        ] {
+            let message = Password::parse(weak, &[]).expect_err(weak).to_string();
+            assert!(message.starts_with("is too weak: "), "{message}");
+            assert!(!message.contains(".."), "{message}");
+            assert!(
+                message.ends_with(". Try a longer phrase of unrelated words"),
+                "{message}"
+            );
+        }
         assert!(matches!(
             Password::parse("ana.lopez2024", &["ana.lopez@example.com"]),
             Err(PasswordError::TooWeak(_))
