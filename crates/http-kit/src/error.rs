@@ -77,6 +77,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// The same for the query string's parameters, so that the answer does not blame a body.
+    #[error("invalid query parameter")]
+    InvalidQuery(Vec<FieldError>),
     #[error("too many requests")]
     TooManyRequests {
         retry_after_secs: u64,
@@ -110,6 +113,11 @@ impl ApiError {
         Self::Validation(vec![FieldError::new(field, message)])
     }
 
+    /// A 422 about one query parameter.
+    pub fn query_field(parameter: &str, message: &str) -> Self {
+        Self::InvalidQuery(vec![FieldError::new(parameter, message)])
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -119,7 +127,7 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::InvalidQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -147,6 +155,7 @@ impl ApiError {
                 "Content-Type must be application/json".into(),
             ),
             Self::Validation(_) => ("validation_failed", "The request body is invalid".into()),
+            Self::InvalidQuery(_) => ("validation_failed", "A query parameter is invalid".into()),
             Self::TooManyRequests { detail, .. } => ("rate_limited", detail.clone()),
             Self::Unavailable(_) => (
                 "service_unavailable",
@@ -218,7 +227,7 @@ impl IntoResponse for ApiError {
         }
         let (code, detail) = self.code_and_detail();
         let errors = match &self {
-            Self::Validation(errors) => Some(errors.clone()),
+            Self::Validation(errors) | Self::InvalidQuery(errors) => Some(errors.clone()),
             _ => None,
         };
         let mut res = problem_response(status, code, detail, errors);

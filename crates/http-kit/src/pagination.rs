@@ -80,7 +80,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
                 .parse::<i64>()
                 .ok()
                 .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| ApiError::field("limit", "must be a whole number from 1 to 100"))?,
+                .ok_or_else(|| {
+                    ApiError::query_field("limit", "must be a whole number from 1 to 100")
+                })?,
         };
         let cursor = match raw.cursor.as_deref() {
             None | Some("") => None,
