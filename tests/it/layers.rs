@@ -182,6 +182,43 @@ async fn a_cors_preflight_from_an_allowed_origin_is_answered_with_every_header()
     );
 }
 
+/// Only a preflight (it names `Access-Control-Request-Method`) gets the CORS answer; any other
+/// OPTIONS is answered as any method a route does not serve.
+#[tokio::test]
+async fn an_options_request_that_is_no_preflight_is_a_404_or_405() {
+    let app = TestApp::spawn().await;
+    for origin in [None, Some("http://localhost:5173")] {
+        let options = |path: &str| {
+            let mut req = request(Method::OPTIONS, path);
+            if let Some(origin) = origin {
+                req = req.header(header::ORIGIN, origin);
+            }
+            req.body(Body::empty()).expect("req")
+        };
+        let res = app.send(options("/no-such-route")).await;
+        assert_eq!(res.status, 404, "{origin:?}");
+        assert_eq!(res.problem().code, "not_found");
+        assert_every_header(&res);
+        let res = app.send(options("/api/v1/users/me")).await;
+        assert_eq!(res.status, 405, "{origin:?}");
+        let allow = res.header("allow").unwrap_or_default().to_owned();
+        assert!(allow.contains("GET") && allow.contains("PATCH"), "{allow}");
+        assert_every_header(&res);
+    }
+    // A preflight to a path without a route is still a preflight: browsers send it first.
+    let preflight = request(Method::OPTIONS, "/no-such-route")
+        .header(header::ORIGIN, "http://localhost:5173")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+        .body(Body::empty())
+        .expect("req");
+    let res = app.send(preflight).await;
+    assert!(res.status.is_success(), "{}", res.status);
+    assert_eq!(
+        res.header("access-control-allow-origin"),
+        Some("http://localhost:5173")
+    );
+}
+
 #[tokio::test]
 async fn an_allowed_origin_is_echoed_with_credentials_and_vary() {
     let app = TestApp::spawn().await;

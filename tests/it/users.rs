@@ -221,7 +221,10 @@ async fn bad_list_parameters_are_client_errors() {
         assert_eq!(res.status, 422, "limit={limit}");
         let problem = res.problem();
         assert_eq!(problem.code, "validation_failed");
-        assert_eq!(problem.detail, "A query parameter is invalid", "no body to blame");
+        assert_eq!(
+            problem.detail, "A query parameter is invalid",
+            "no body to blame"
+        );
         assert_eq!(problem.errors.expect("errors")[0].field, "limit");
     }
     let res = app

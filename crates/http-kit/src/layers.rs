@@ -85,7 +85,7 @@ pub fn app(routes: Router, state: &Platform) -> Router {
                 .on_response(log_response)
                 .on_failure(()),
         )
-        .layer(cors(config))
+        .layer(crate::preflight::PreflightsOnlyLayer(cors(config)))
         .layer(middleware::from_fn(request_scope))
         .layer(middleware::from_fn_with_state(
             crate::origin_verify::OriginPolicy::from_config(config),

@@ -11,6 +11,7 @@ pub mod layers;
 pub mod openapi;
 pub mod origin_verify;
 pub mod pagination;
+mod preflight;
 pub mod rate_limit;
 
 pub use error::{ApiError, FieldError, Problem};
