@@ -403,6 +403,48 @@ async fn logout_makes_the_access_token_unusable_at_once() {
     assert_eq!(refresh_with(&app, &session.refresh_token).await.status, 401);
 }
 
+/// The access tokens a session's earlier rotations handed out end with it, not only the one the
+/// logout was sent with; another session's keep working. Also while Redis holds nothing: the
+/// check rebuilds the deny list from Postgres.
+#[tokio::test]
+async fn logout_ends_every_access_token_of_its_session() {
+    let app = TestApp::spawn().await;
+    let session = app.register("session-tokens@example.com").await;
+    let other = app.login(&session.email, &session.password).await.json();
+    let other_access = other["access_token"].as_str().expect("access").to_owned();
+    let rotated = refresh_with(&app, &session.refresh_token).await.json();
+    let latest = rotated["access_token"].as_str().expect("access").to_owned();
+    let me = |token: String| {
+        let app = &app;
+        async move { app.get_with_token("/api/v1/users/me", &token).await.status }
+    };
+    assert_eq!(me(session.access_token.clone()).await, 200, "still valid");
+
+    assert_eq!(app.logout(&latest).await.status, 204);
+    assert_eq!(me(latest.clone()).await, 401);
+    assert_eq!(
+        me(session.access_token.clone()).await,
+        401,
+        "the session's first access token ends with it"
+    );
+    assert_eq!(me(other_access.clone()).await, 200, "another session");
+
+    // Redis loses everything: Postgres still knows.
+    let mut redis = app.redis().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", app.state.cache.key("")))
+        .query_async(&mut redis)
+        .await
+        .expect("keys");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .expect("del");
+    assert_eq!(me(session.access_token.clone()).await, 401);
+    assert_eq!(me(other_access).await, 200);
+}
+
 #[tokio::test]
 async fn logout_needs_a_bearer_token() {
     let app = TestApp::spawn().await;

@@ -40,11 +40,12 @@ pub fn read_ahead(platform: &Platform) {
 }
 
 fn read_ahead_keys(cache: &Cache, authorization: &str) -> Vec<String> {
-    let Some((sub, jti)) = bearer(authorization).and_then(tokens::peek_subject) else {
+    let Some((sub, jti, sid)) = bearer(authorization).and_then(tokens::peek_subject) else {
         return Vec::new();
     };
-    let [deny, generation] = revocation::read_ahead_keys(cache, sub, jti);
-    vec![deny, generation, accounts::profile_cache_key(cache, sub)]
+    let mut keys = revocation::read_ahead_keys(cache, sub, jti, sid);
+    keys.push(accounts::profile_cache_key(cache, sub));
+    keys
 }
 
 impl<S> FromRequestParts<S> for AuthUser

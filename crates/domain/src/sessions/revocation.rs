@@ -1,7 +1,10 @@
 //! Making access tokens unusable before they expire.
 //!
-//! - Logout puts the token's `jti` on a deny list: in Redis (`deny:{jti}`, until `exp`) for the
-//!   fast path, and in Postgres so that logout still holds while Redis is unavailable.
+//! - Logout puts the token's `jti` on a deny list, and its session's `sid` too, so that the
+//!   access tokens the session's earlier rotations handed out die with it: in Redis
+//!   (`deny:{id}`, until the last of those tokens expires) for the fast path, and in Postgres so
+//!   that logout still holds while Redis is unavailable. A token is refused when its `jti` or
+//!   its `sid` is denied.
 //! - Logout-all and a password change bump the user's token generation in Postgres; tokens carry
 //!   the generation they were issued under, so every older one stops working at once. Redis
 //!   caches the generation for a minute (`gen:{user}`), and the write path refreshes that cache.
@@ -16,7 +19,6 @@ use std::sync::LazyLock;
 
 use anyhow::Context;
 use platform::db::Sql;
-use redis::AsyncCommands;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -66,13 +68,20 @@ fn generation_cache_key(cache: &Cache, user_id: Uuid) -> String {
     cache.key(&format!("gen:{user_id}"))
 }
 
-/// What [`ensure_not_revoked`] reads for a token of `user_id` with `jti`, for the limiter to
-/// read ahead (`platform::cache::ReadAhead`).
-pub fn read_ahead_keys(cache: &Cache, user_id: Uuid, jti: Uuid) -> [String; 2] {
-    [
+/// What [`ensure_not_revoked`] reads for a token of `user_id` with `jti` (and `sid`), for the
+/// limiter to read ahead (`platform::cache::ReadAhead`).
+pub fn read_ahead_keys(cache: &Cache, user_id: Uuid, jti: Uuid, sid: Option<Uuid>) -> Vec<String> {
+    let mut keys = vec![
         deny_cache_key(cache, jti),
         generation_cache_key(cache, user_id),
-    ]
+    ];
+    keys.extend(sid.map(|sid| deny_cache_key(cache, sid)));
+    keys
+}
+
+/// The ids whose deny entry refuses a token: its own, and its session's.
+fn deny_ids(claims: &Claims) -> Vec<Uuid> {
+    std::iter::once(claims.jti).chain(claims.sid).collect()
 }
 
 /// Seconds a deny entry must live for a token that expires at `exp` (Unix time).
@@ -82,24 +91,34 @@ fn deny_ttl(exp: i64) -> u64 {
         .max(1)
 }
 
-/// Puts one access token on the deny list until it expires: Postgres first (the durable
-/// record; if it fails the caller answers 503, not 204), then Redis.
+/// Puts one access token on the deny list until it expires, and its session until the last
+/// token the session can have been handed expires (one lifetime from now): Postgres first (the
+/// durable record; if it fails the caller answers 503, not 204), then Redis.
 pub async fn deny(state: &AppState, db: &impl Sql, claims: &Claims) -> anyhow::Result<()> {
-    let expires_at =
-        chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(chrono::Utc::now);
-    db.execute_typed(
-        "INSERT INTO revoked_access_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        &[(&claims.jti, Type::UUID), (&claims.sub, Type::UUID), (&expires_at, Type::TIMESTAMPTZ)],
-    )
-    .await
-    .context("recording a revoked access token")?;
-    let ttl = deny_ttl(claims.exp);
-    let key = deny_key(state, claims.jti);
+    let lifetime = i64::try_from(state.config.jwt_expires_in.as_secs()).unwrap_or(i64::MAX / 2);
+    let session_exp = chrono::Utc::now().timestamp().saturating_add(lifetime);
+    let mut entries = vec![(claims.jti, claims.exp)];
+    entries.extend(claims.sid.map(|sid| (sid, session_exp.max(claims.exp))));
+    for (id, exp) in &entries {
+        let expires_at = chrono::DateTime::from_timestamp(*exp, 0).unwrap_or_else(chrono::Utc::now);
+        db.execute_typed(
+            "INSERT INTO revoked_access_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (jti) DO UPDATE SET expires_at = GREATEST(revoked_access_tokens.expires_at, EXCLUDED.expires_at)",
+            &[(id, Type::UUID), (&claims.sub, Type::UUID), (&expires_at, Type::TIMESTAMPTZ)],
+        )
+        .await
+        .context("recording a revoked access token")?;
+    }
+    let mut pipe = redis::pipe();
+    for (id, exp) in &entries {
+        pipe.set_ex(deny_key(state, *id), 1, deny_ttl(*exp))
+            .ignore();
+    }
     let denied = state
         .cache
         .run_critical(|mut conn| {
-            let key = key.clone();
-            async move { conn.set_ex::<_, _, ()>(key, 1, ttl).await }
+            let pipe = &pipe;
+            async move { pipe.query_async::<()>(&mut conn).await }
         })
         .await;
     if let Err(err) = denied {
@@ -185,12 +204,16 @@ pub async fn ensure_not_revoked(
     read_ahead: Option<&ReadAhead>,
 ) -> Result<(), Refusal> {
     let revoked = || Refusal::Revoked;
-    let (deny, generation) = (
-        deny_key(state, claims.jti),
-        generation_key(state, claims.sub),
-    );
+    let deny: Vec<String> = deny_ids(claims)
+        .into_iter()
+        .map(|id| deny_key(state, id))
+        .collect();
+    let generation = generation_key(state, claims.sub);
     let ahead = read_ahead.and_then(|read| {
-        let denied = read.get(&deny)?.is_some();
+        let mut denied = false;
+        for key in &deny {
+            denied |= read.get(key)?.is_some();
+        }
         match read.get(&generation)? {
             None => Some((denied, None)),
             // An unreadable value is asked again, as the pipeline below would fail on it.
@@ -206,8 +229,9 @@ pub async fn ensure_not_revoked(
                     redis::pipe()
                         .exists(deny)
                         .get(generation)
-                        .query_async(&mut conn)
+                        .query_async::<(u32, Option<i32>)>(&mut conn)
                         .await
+                        .map(|(denied, generation)| (denied > 0, generation))
                 })
                 .await
         }
@@ -256,9 +280,9 @@ async fn from_postgres(
     let conn = state.db.get().await.map_err(anyhow::Error::new)?;
     let row = conn
         .query_typed_opt(
-            "SELECT token_generation, EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $2)
+            "SELECT token_generation, EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = ANY($2))
              FROM users WHERE id = $1",
-            &[(&claims.sub, Type::UUID), (&claims.jti, Type::UUID)],
+            &[(&claims.sub, Type::UUID), (&deny_ids(claims), Type::UUID_ARRAY)],
         )
         .await
         .map_err(anyhow::Error::new)?;

@@ -196,17 +196,18 @@ impl TokenKeys {
     }
 }
 
-/// The `sub` and `jti` a token claims, read without verifying it: only to choose which cache
-/// keys to read ahead (`revocation::read_ahead_keys`). Nothing read for an unverified token is
-/// used until the token verifies and names the same keys.
-pub fn peek_subject(token: &str) -> Option<(Uuid, Uuid)> {
+/// The `sub`, `jti` and `sid` a token claims, read without verifying it: only to choose which
+/// cache keys to read ahead (`revocation::read_ahead_keys`). Nothing read for an unverified
+/// token is used until the token verifies and names the same keys.
+pub fn peek_subject(token: &str) -> Option<(Uuid, Uuid, Option<Uuid>)> {
     #[derive(Deserialize)]
     struct Subject {
         sub: Uuid,
         jti: Uuid,
+        sid: Option<Uuid>,
     }
     let subject: Subject = jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
-    Some((subject.sub, subject.jti))
+    Some((subject.sub, subject.jti, subject.sid))
 }
 
 #[cfg(test)]
