@@ -69,6 +69,19 @@ async fn a_well_formed_token_is_accepted() {
     assert_eq!(status_with(&app, &token).await, 204);
 }
 
+/// Issued on an instance whose clock is a moment ahead: still good here.
+#[tokio::test]
+async fn a_token_from_a_clock_a_moment_ahead_is_accepted() {
+    let app = TestApp::spawn().await;
+    let session = app.register("ahead@example.com").await;
+    let mut claims = claims(&app, &session.id);
+    let now = chrono::Utc::now().timestamp();
+    claims["nbf"] = json!(now + 2);
+    claims["iat"] = json!(now + 2);
+    let token = sign(&claims, SECRET, kid(SECRET));
+    assert_eq!(status_with(&app, &token).await, 204);
+}
+
 /// `JWT_EXPIRES_IN` is the whole lifetime: no grace period keeps a token alive after it.
 #[tokio::test]
 async fn an_access_token_stops_working_when_its_lifetime_is_over() {
@@ -157,6 +170,10 @@ async fn every_forged_or_invalid_token_is_a_401() {
         (
             "nbf in the future",
             sign(&with("nbf", json!(now + 600)), SECRET, kid(SECRET)),
+        ),
+        (
+            "nbf past the tolerance for clocks",
+            sign(&with("nbf", json!(now + 10)), SECRET, kid(SECRET)),
         ),
         (
             "wrong issuer",

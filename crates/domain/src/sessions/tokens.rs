@@ -27,6 +27,10 @@ pub const ALGORITHM: Algorithm = Algorithm::HS256;
 /// the check itself (a token is refused from its `exp` on), but Postgres's clock and a function's
 /// may differ a little, and a deny entry gone a second early would let a revoked token back in.
 pub const DENY_MARGIN_SECS: u64 = 5;
+/// How far in the future a token's `nbf` may be: a token is used at once, often on another
+/// instance than the one that issued it, whose clock may be a little behind. Refusing it there
+/// for a second would only send the client to refresh. `exp` gets no such tolerance.
+const NBF_TOLERANCE_SECS: i64 = 5;
 const ACCESS: &str = "access";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +68,8 @@ pub enum TokenError {
     WrongAlgorithm,
     #[error("not an access token")]
     WrongType,
+    #[error("not valid yet")]
+    NotYetValid,
     #[error("invalid token: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
 }
@@ -127,13 +133,13 @@ impl TokenKeys {
             validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "nbf"]);
             validation.set_issuer(&[&config.jwt_issuer]);
             validation.set_audience(&[&config.jwt_audience]);
-            validation.validate_nbf = true;
+            // `nbf` is checked in `verify`, with a tolerance that `exp` must not have.
+            validation.validate_nbf = false;
             validation.validate_exp = true;
             // No grace period: a token is dead from its `exp` second on ("on or after", RFC 7519
-            // 4.1.4), as `JWT_EXPIRES_IN` promises. The functions that issue and check tokens
-            // keep time by the same synchronized clock (Amazon Time Sync on Lambda), so a
-            // leeway would only keep a stolen token alive past its lifetime. jsonwebtoken
-            // accepts a token during its `exp` second itself unless told to refuse it 1 s early.
+            // 4.1.4), as `JWT_EXPIRES_IN` promises; a leeway would only keep a stolen token
+            // alive past its lifetime. jsonwebtoken accepts a token during its `exp` second
+            // itself unless told to refuse it 1 s early.
             validation.leeway = 0;
             validation.reject_tokens_expiring_in_less_than = 1;
 
@@ -191,6 +197,10 @@ impl TokenKeys {
         let data = decode::<Claims>(token, key, &keys.validation)?;
         if data.claims.token_use != ACCESS {
             return Err(TokenError::WrongType);
+        }
+        let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX);
+        if data.claims.nbf > now.saturating_add(NBF_TOLERANCE_SECS) {
+            return Err(TokenError::NotYetValid);
         }
         Ok(data.claims)
     }
