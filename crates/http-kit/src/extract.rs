@@ -115,6 +115,11 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Err(err) if err.inner().is_data() => {
             // Valid JSON (checked by reading it whole) of the wrong shape: name every field.
             let body: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| malformed())?;
+            if bytes.len() > ALL_FIELDS_UP_TO_BYTES {
+                let (field, message) =
+                    describe_data_error(&err.path().to_string(), &err.inner().to_string());
+                return Err(ApiError::field(&field, &message));
+            }
             Err(ApiError::Validation(field_errors::<T>(body, &err)))
         }
         Err(_) => Err(malformed()),
@@ -123,6 +128,9 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// How many fields one answer names at most; also bounds the work a hostile body can cause.
 const MAX_FIELD_ERRORS: usize = 32;
+/// Each field named reads the body again: past this size (far more than any form), only the
+/// first is named, so that a large body cannot cost many readings of itself.
+const ALL_FIELDS_UP_TO_BYTES: usize = 16 * 1024;
 
 /// Every field of `body` that `T` cannot read, `first` being serde's first complaint.
 ///
@@ -417,6 +425,16 @@ mod tests {
         assert!(reason("size").starts_with("invalid type: string \"big\""));
         assert!(reason("tags[1]").starts_with("invalid type: boolean `true`"));
         assert_eq!(reason("owner.id"), "is required");
+    }
+
+    #[test]
+    fn a_large_body_names_its_first_wrong_field_only() {
+        let padding = "x".repeat(ALL_FIELDS_UP_TO_BYTES);
+        let small = r#"{"filename":7,"size":"big"}"#;
+        assert!(fields(small).len() > 2, "{:?}", fields(small));
+        let large = format!(r#"{{"filename":7,"size":"big","pad":"{padding}"}}"#);
+        assert_eq!(fields(&large).len(), 1);
+        assert_eq!(fields(&large)[0].0, "filename");
     }
 
     #[test]
