@@ -208,7 +208,6 @@ async fn each_security_event_is_one_audit_line_with_user_ip_and_both_request_ids
             .status,
         401
     );
-    let login = app.login(&user.email, &user.password).await.json();
     let refresh = |token: String| {
         let app = &app;
         async move {
@@ -219,6 +218,7 @@ async fn each_security_event_is_one_audit_line_with_user_ip_and_both_request_ids
     let first = user.refresh_token.clone();
     assert_eq!(refresh(first.clone()).await.status, 200);
     assert_eq!(refresh(first).await.status, 401, "a reuse");
+    let login = app.login(&user.email, &user.password).await.json();
     let req = request(Method::POST, "/api/v1/auth/logout")
         .header(
             header::AUTHORIZATION,

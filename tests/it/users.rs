@@ -374,7 +374,7 @@ async fn changing_the_email_needs_the_password_and_a_free_address() {
 }
 
 #[tokio::test]
-async fn a_password_change_ends_every_other_session() {
+async fn a_password_change_ends_every_session_of_the_user() {
     let app = TestApp::spawn().await;
     let first = app.register("pw@example.com").await;
     let second = app.login(&first.email, &first.password).await.json();
@@ -434,12 +434,12 @@ async fn a_password_change_ends_every_other_session() {
             .await
             .status,
         401,
-        "access tokens are reissued"
+        "the caller's access token too"
     );
     assert_eq!(
         refresh_status(&app, &first.refresh_token).await,
-        200,
-        "the current session refreshes"
+        401,
+        "and the caller's session: it signs in again with the new password"
     );
 
     let old = app.login(&first.email, STRONG_PASSWORD).await;

@@ -383,6 +383,27 @@ describe("the web client", { concurrency: false }, () => {
     }
   });
 
+  it("changes the password, which ends the session: the new one logs in, the old one no more", async () => {
+    await page.goto(`${BASE_URL}/profile`);
+    await ready();
+    const form = page.locator("form").filter({ hasText: "Change password" });
+    const next = "violet canyon drifts forty seven";
+    await form.getByLabel("Current password").fill(person.password);
+    await form.getByLabel("New password").fill(next);
+    await form.getByRole("button", { name: "Change password" }).click();
+    await page.getByText("Your password is changed. Log in with the new one.").waitFor();
+    assert.equal(new URL(page.url()).pathname, "/login");
+    const old = await fetch(`${BASE_URL}/api/v1/auth/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ email: person.email, password: person.password }),
+    });
+    assert.equal(old.status, 401);
+    person.password = next;
+    await logIn(person.email, person.password);
+    await snap("password-changed");
+  });
+
   it("deletes the account", async () => {
     await page.goto(`${BASE_URL}/profile`);
     await ready();

@@ -278,12 +278,14 @@ export async function updateMe(changes: {
   return fresh;
 }
 
-export function changePassword(current_password: string, new_password: string): Promise<void> {
-  return request<void>("/api/v1/users/me/password", {
+/** Ends every session, this one included: the user logs in again with the new password. */
+export async function changePassword(current_password: string, new_password: string): Promise<void> {
+  await request<void>("/api/v1/users/me/password", {
     method: "PUT",
     body: { current_password, new_password },
     auth: true,
   });
+  setSession(null);
 }
 
 export async function deleteAccount(current_password: string): Promise<void> {

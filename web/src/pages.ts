@@ -165,6 +165,9 @@ function nextPath(): string {
   return next.startsWith("/") && !next.startsWith("//") ? next : "/";
 }
 
+/** What the login page says once, after the session ended on purpose (a password change). */
+let loginNotice: string | null = null;
+
 export const login: Page = {
   title: "Log in",
   render(main, navigate) {
@@ -185,6 +188,10 @@ export const login: Page = {
       h("button", { type: "submit" }, "Log in"),
       state.status,
     );
+    if (loginNotice) {
+      state.done(loginNotice);
+      loginNotice = null;
+    }
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       void busy(form, async () => {
@@ -297,7 +304,7 @@ export const profile: Page = {
       "form",
       { novalidate: true, "aria-labelledby": "password-heading" },
       h("h2", { id: "password-heading" }, "Password"),
-      h("p", { class: "hint" }, "Changing it signs out your other devices; this one stays signed in."),
+      h("p", { class: "hint" }, "Changing it signs you out on every device, this one included."),
       pw.alert,
       oldPassword.row,
       newPassword.row,
@@ -310,10 +317,8 @@ export const profile: Page = {
         pw.clear();
         try {
           await api.changePassword(oldPassword.input.value, newPassword.input.value);
-          oldPassword.input.value = "";
-          newPassword.input.value = "";
-          newPassword.input.dispatchEvent(new Event("input"));
-          pw.done("Your password is changed.");
+          loginNotice = "Your password is changed. Log in with the new one.";
+          navigate("/login");
         } catch (err) {
           pw.fail(err);
         }

@@ -247,14 +247,13 @@ async fn refresh_session(
             tx.commit().await?;
             session::respond(&state, StatusCode::OK, &user, &next)
         }
-        refresh::Rotation::Reused { user_id } => {
+        refresh::Rotation::Reused { user_id, family_id } => {
             // The family's revocation must stick even though the answer is an error.
             tx.commit().await?;
             // A replayed token means that two parties hold this session, and whoever rotated it
-            // last holds an access token of it. Access tokens do not name their refresh token,
-            // so every one of the user's dies: other sessions renew theirs with their own
-            // refresh tokens, which stay valid.
-            revocation::bump_generation(&state, &**conn, user_id).await?;
+            // last holds an access token of it: the session's access tokens end with it (its
+            // id is the family's). The user's other sessions are left alone.
+            revocation::deny_session(&state, &**conn, user_id, family_id).await?;
             tracing::warn!(
                 audit = "refresh_token_reused",
                 %user_id,
@@ -322,7 +321,7 @@ async fn logout_all(
 ) -> Result<Response, ApiError> {
     let mut conn = state.db.get().await?;
     let tx = conn.transaction().await?;
-    refresh::revoke_all(&*tx, caller.id, None).await?;
+    refresh::revoke_all(&*tx, caller.id).await?;
     tx.commit().await?;
     // Committed on its own, so the cached generation never runs ahead of Postgres.
     revocation::bump_generation(&state, &**conn, caller.id).await?;

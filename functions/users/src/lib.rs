@@ -178,8 +178,8 @@ struct ChangePasswordRequest {
 
 /// Change the signed-in user's password
 ///
-/// Ends every other session: all refresh families but the caller's, and every access token
-/// (the caller refreshes to get a new one).
+/// Ends every session of the user, this one included: every refresh family and every access
+/// token, as a logout-all does. The user signs in again with the new password.
 #[utoipa::path(
     put,
     path = "/api/v1/users/me/password",
@@ -207,7 +207,7 @@ async fn change_password(
     let mut conn = state.db.get().await?;
     let tx = conn.transaction().await?;
     users::update_password(&*tx, caller.id, &hash).await?;
-    refresh::revoke_all(&*tx, caller.id, caller.claims.sid).await?;
+    refresh::revoke_all(&*tx, caller.id).await?;
     tx.commit().await?;
     revocation::bump_generation(&state, &**conn, caller.id).await?;
     users::invalidate_profile(&state, caller.id).await;

@@ -59,9 +59,10 @@ pub enum Rotation {
         user_id: Uuid,
         next: RefreshToken,
     },
-    /// An already-used token: its family (a session of `user_id`) is now revoked.
+    /// An already-used token: its family (`family_id`, a session of `user_id`) is now revoked.
     Reused {
         user_id: Uuid,
+        family_id: Uuid,
     },
     /// Unknown, expired or revoked.
     Invalid,
@@ -197,8 +198,12 @@ pub async fn rotate(db: &impl Sql, token: &str, lifetimes: Lifetimes) -> anyhow:
         .context("looking up a refresh token")?;
     match known {
         Some(row) if row.get::<_, bool>(1) => {
-            revoke_family(db, row.get(0)).await?;
-            Ok(Rotation::Reused { user_id: owner })
+            let family_id = row.get(0);
+            revoke_family(db, family_id).await?;
+            Ok(Rotation::Reused {
+                user_id: owner,
+                family_id,
+            })
         }
         _ => Ok(Rotation::Invalid),
     }
@@ -250,14 +255,13 @@ pub async fn revoke_family_of(
     Ok(Some(family_id))
 }
 
-/// Revokes every family of the user except `keep` (all of them when `keep` is `None`),
-/// including one a concurrent rotation is inserting. Run it in a transaction.
-pub async fn revoke_all(db: &impl Sql, user_id: Uuid, keep: Option<Uuid>) -> anyhow::Result<()> {
+/// Revokes every family of the user, including one a concurrent rotation is inserting. Run it
+/// in a transaction.
+pub async fn revoke_all(db: &impl Sql, user_id: Uuid) -> anyhow::Result<()> {
     lock_user(db, user_id).await?;
     db.execute_typed(
-        "UPDATE refresh_tokens SET revoked_at = now()
-         WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR family_id <> $2)",
-        &[(&user_id, Type::UUID), (&keep, Type::UUID)],
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        &[(&user_id, Type::UUID)],
     )
     .await
     .context("revoking refresh tokens")?;

@@ -95,22 +95,52 @@ fn deny_ttl(exp: i64) -> u64 {
 /// token the session can have been handed expires (one lifetime from now): Postgres first (the
 /// durable record; if it fails the caller answers 503, not 204), then Redis.
 pub async fn deny(state: &AppState, db: &impl Sql, claims: &Claims) -> anyhow::Result<()> {
-    let lifetime = i64::try_from(state.config.jwt_expires_in.as_secs()).unwrap_or(i64::MAX / 2);
-    let session_exp = chrono::Utc::now().timestamp().saturating_add(lifetime);
     let mut entries = vec![(claims.jti, claims.exp)];
-    entries.extend(claims.sid.map(|sid| (sid, session_exp.max(claims.exp))));
-    for (id, exp) in &entries {
+    entries.extend(
+        claims
+            .sid
+            .map(|sid| (sid, session_deny_exp(state).max(claims.exp))),
+    );
+    record_denied(state, db, claims.sub, &entries).await
+}
+
+/// Puts every access token of the session `sid` (a refresh family) on the deny list, for as
+/// long as any can be valid: a session whose refresh token was replayed.
+pub async fn deny_session(
+    state: &AppState,
+    db: &impl Sql,
+    user_id: Uuid,
+    sid: Uuid,
+) -> anyhow::Result<()> {
+    record_denied(state, db, user_id, &[(sid, session_deny_exp(state))]).await
+}
+
+/// When the last access token a session can hold now expires: one lifetime from now.
+fn session_deny_exp(state: &AppState) -> i64 {
+    let lifetime = i64::try_from(state.config.jwt_expires_in.as_secs()).unwrap_or(i64::MAX / 2);
+    chrono::Utc::now().timestamp().saturating_add(lifetime)
+}
+
+/// Deny entries `(id, exp)` of `user_id`: Postgres first (the durable record; if it fails the
+/// caller answers 503), then Redis.
+async fn record_denied(
+    state: &AppState,
+    db: &impl Sql,
+    user_id: Uuid,
+    entries: &[(Uuid, i64)],
+) -> anyhow::Result<()> {
+    for (id, exp) in entries {
         let expires_at = chrono::DateTime::from_timestamp(*exp, 0).unwrap_or_else(chrono::Utc::now);
         db.execute_typed(
             "INSERT INTO revoked_access_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (jti) DO UPDATE SET expires_at = GREATEST(revoked_access_tokens.expires_at, EXCLUDED.expires_at)",
-            &[(id, Type::UUID), (&claims.sub, Type::UUID), (&expires_at, Type::TIMESTAMPTZ)],
+            &[(id, Type::UUID), (&user_id, Type::UUID), (&expires_at, Type::TIMESTAMPTZ)],
         )
         .await
         .context("recording a revoked access token")?;
     }
     let mut pipe = redis::pipe();
-    for (id, exp) in &entries {
+    for (id, exp) in entries {
         pipe.set_ex(deny_key(state, *id), 1, deny_ttl(*exp))
             .ignore();
     }
