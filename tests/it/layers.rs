@@ -416,6 +416,21 @@ async fn a_missing_or_wrong_body_is_a_422_naming_every_field_at_once() {
     let mut fields = named_fields(&res);
     fields.sort();
     assert_eq!(fields, ["email", "password"]);
+    // A struct's fields in order, as an array, are no object: nothing is created from them.
+    let res = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!(["positional@example.com", "violet-canyon-drifts-47", "Pos"]),
+        )
+        .await;
+    assert_eq!(res.status, 422, "{}", res.text());
+    assert_eq!(named_fields(&res), ["body"]);
+    assert_eq!(
+        app.login("positional@example.com", "violet-canyon-drifts-47")
+            .await
+            .status,
+        401
+    );
     // Still the account it was: nothing was deleted or created.
     assert_eq!(
         app.get_with_token("/api/v1/users/me", &ana.access_token)

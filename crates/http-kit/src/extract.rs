@@ -106,6 +106,14 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     let malformed =
         || ApiError::bad_request("malformed_json", "The request body is not valid JSON");
+    // Every request body is a JSON object. serde would also read a struct from an array of its
+    // fields in order (and name the struct in its complaint), which no client means to send.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => Err(ApiError::field("body", "must be a JSON object")),
+            Err(_) => Err(malformed()),
+        };
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize(&mut de) {
         Ok(value) => {
@@ -439,9 +447,16 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_an_object_is_one_error() {
-        for body in ["[]", "3", "\"text\"", "null"] {
-            assert_eq!(fields(body).len(), 1, "{body}");
+        let positional = r#"["a.txt", 3, true, [], null, {"id": "x"}]"#;
+        for body in ["[]", "3", "\"text\"", "null", positional] {
+            assert_eq!(
+                fields(body),
+                [("body".to_owned(), "must be a JSON object".to_owned())],
+                "{body}"
+            );
         }
+        let err = parse_json::<Login>(br#"["a@b.c", "pw"] trailing"#).expect_err("trailing");
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]
