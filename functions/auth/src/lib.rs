@@ -158,7 +158,7 @@ async fn login(
     let email = body.email.trim().to_lowercase();
     // No address is longer: refuse before any key or query is built from it.
     if email.len() > Email::MAX_BYTES {
-        return Err(ApiError::field("email", "must be at most 254 characters"));
+        return Err(ApiError::field("email", "must be at most 254 bytes"));
     }
     // The slot is taken before the check, so a burst cannot run more checks than the limit.
     let attempt = guessing::begin(&state.cache, &email, &network.0)

@@ -330,10 +330,7 @@ async fn list(
         .map(str::trim)
         .filter(|p| !p.is_empty());
     if prefix.is_some_and(|p| p.len() > Email::MAX_BYTES) {
-        return Err(ApiError::query_field(
-            "email",
-            "must be at most 254 characters",
-        ));
+        return Err(ApiError::query_field("email", "must be at most 254 bytes"));
     }
     // The listing tolerates replica lag: it reads the read pool.
     let conn = state.db_read.get().await?;

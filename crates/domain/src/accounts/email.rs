@@ -25,7 +25,7 @@ impl Email {
             return Err("is required");
         }
         if email.len() > Self::MAX_BYTES {
-            return Err("must be at most 254 characters");
+            return Err("must be at most 254 bytes");
         }
         let Some((local, domain)) = email.rsplit_once('@') else {
             return Err("must be a valid email address");
@@ -83,5 +83,9 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
+        // The limit is in bytes, and the message says so: 137 characters, 262 bytes.
+        let wide = format!("{}@example.com", "é".repeat(125));
+        assert!(wide.chars().count() < Email::MAX_BYTES && wide.len() > Email::MAX_BYTES);
+        assert_eq!(Email::parse(&wide).err(), Some("must be at most 254 bytes"));
     }
 }
