@@ -306,6 +306,26 @@ async fn a_deleted_upload_loses_its_object_and_is_then_not_found() {
     );
 }
 
+/// Two deletions of one upload at once: one deletes it, the other finds it gone, as it would
+/// have a moment later. Never two successes for one deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_deletions_at_once_exactly_one_succeeds() {
+    let app = TestApp::spawn().await.with_bucket().await;
+    let ana = app.register("racing-deletes@example.com").await;
+    for round in 0..20 {
+        let created = declare(&app, &ana, "twice.txt", "text/plain", 4)
+            .await
+            .json();
+        let path = format!("/api/v1/uploads/{}", created["id"].as_str().expect("id"));
+        let empty = json!({});
+        let delete = || app.json(Method::DELETE, &path, &empty, Some(&ana.access_token));
+        let (a, b) = tokio::join!(delete(), delete());
+        let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [204, 404], "round {round}");
+    }
+}
+
 /// HEAD of one key in the test's bucket; the error is S3's own answer (a network or
 /// credentials failure is an unhandled error, never `NotFound`).
 async fn head_object(

@@ -108,11 +108,13 @@ pub async fn mark_ready(db: &impl Sql, id: Uuid) -> anyhow::Result<Option<Upload
     Ok(row.as_ref().map(upload))
 }
 
-pub async fn delete(db: &impl Sql, id: Uuid) -> anyhow::Result<()> {
-    db.execute_typed("DELETE FROM uploads WHERE id = $1", &[(&id, Type::UUID)])
+/// Whether the row was there to delete: of two deletions at once, only one finds it.
+pub async fn delete(db: &impl Sql, id: Uuid) -> anyhow::Result<bool> {
+    let deleted = db
+        .execute_typed("DELETE FROM uploads WHERE id = $1", &[(&id, Type::UUID)])
         .await
         .context("deleting an upload")?;
-    Ok(())
+    Ok(deleted > 0)
 }
 
 /// One page of the user's uploads, newest first.

@@ -384,7 +384,11 @@ async fn remove(
         .send()
         .await
         .map_err(s3_unavailable)?;
-    uploads::delete(&**conn, id).await?;
+    // A deletion running at the same time may have removed the row first: then this one found
+    // nothing to delete, as it would have a moment later.
+    if !uploads::delete(&**conn, id).await? {
+        return Err(ApiError::NotFound);
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
