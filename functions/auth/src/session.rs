@@ -14,9 +14,8 @@ use serde::Serialize;
 
 use crate::AuthState;
 
-pub const REFRESH_COOKIE: &str = "refresh_token";
-/// The cookie only travels to the auth routes, never to the rest of the API.
-const COOKIE_ATTRIBUTES: &str = "HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth";
+use api::cookie::COOKIE_ATTRIBUTES;
+pub use api::cookie::{REFRESH_COOKIE, clear_refresh as clear_cookie};
 
 /// A fresh token pair and the user it belongs to.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -66,14 +65,6 @@ pub fn respond(
     );
     let cookie = HeaderValue::from_str(&cookie).map_err(|e| ApiError::Unexpected(e.into()))?;
     Ok((status, [(header::SET_COOKIE, cookie)], Json(body)).into_response())
-}
-
-pub fn clear_cookie() -> [(header::HeaderName, HeaderValue); 1] {
-    let cookie = format!("{REFRESH_COOKIE}=; Max-Age=0; {COOKIE_ATTRIBUTES}");
-    [(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).unwrap_or(HeaderValue::from_static("")),
-    )]
 }
 
 /// The refresh token from the body, or else from the cookie.

@@ -212,7 +212,8 @@ async fn change_password(
     revocation::bump_generation(&state, &**conn, caller.id).await?;
     users::invalidate_profile(&state, caller.id).await;
     tracing::info!(audit = "password_changed", user_id = %caller.id, "audit: password changed");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    // The session is over: the browser may forget its refresh cookie.
+    Ok((StatusCode::NO_CONTENT, api::cookie::clear_refresh()).into_response())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -258,7 +259,7 @@ async fn delete_me(
     revocation::forget_user(&state, caller.id).await;
     users::invalidate_profile(&state, caller.id).await;
     tracing::info!(audit = "account_deleted", user_id = %caller.id, "audit: account deleted");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok((StatusCode::NO_CONTENT, api::cookie::clear_refresh()).into_response())
 }
 
 /// The caller's row from the primary. The connection goes back to the (small) pool before any

@@ -4,7 +4,7 @@
 //!   access tokens the session's earlier rotations handed out die with it: in Redis
 //!   (`deny:{id}`, until the last of those tokens expires) for the fast path, and in Postgres so
 //!   that logout still holds while Redis is unavailable. A token is refused when its `jti` or
-//!   its `sid` is denied.
+//!   its `sid` is denied. A replayed refresh token denies its session's `sid` the same way.
 //! - Logout-all and a password change bump the user's token generation in Postgres; tokens carry
 //!   the generation they were issued under, so every older one stops working at once. Redis
 //!   caches the generation for a minute (`gen:{user}`), and the write path refreshes that cache.
