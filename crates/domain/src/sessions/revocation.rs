@@ -129,16 +129,20 @@ async fn record_denied(
     user_id: Uuid,
     entries: &[(Uuid, i64)],
 ) -> anyhow::Result<()> {
-    for (id, exp) in entries {
-        let expires_at = chrono::DateTime::from_timestamp(*exp, 0).unwrap_or_else(chrono::Utc::now);
-        db.execute_typed(
-            "INSERT INTO revoked_access_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (jti) DO UPDATE SET expires_at = GREATEST(revoked_access_tokens.expires_at, EXCLUDED.expires_at)",
-            &[(id, Type::UUID), (&user_id, Type::UUID), (&expires_at, Type::TIMESTAMPTZ)],
-        )
-        .await
-        .context("recording a revoked access token")?;
-    }
+    // One statement for every entry: one round trip, and no logout recorded by halves.
+    let ids: Vec<Uuid> = entries.iter().map(|(id, _)| *id).collect();
+    let expiries: Vec<chrono::DateTime<chrono::Utc>> = entries
+        .iter()
+        .map(|(_, exp)| chrono::DateTime::from_timestamp(*exp, 0).unwrap_or_else(chrono::Utc::now))
+        .collect();
+    db.execute_typed(
+        "INSERT INTO revoked_access_tokens (jti, user_id, expires_at)
+         SELECT id, $2, expires_at FROM unnest($1::uuid[], $3::timestamptz[]) AS e(id, expires_at)
+         ON CONFLICT (jti) DO UPDATE SET expires_at = GREATEST(revoked_access_tokens.expires_at, EXCLUDED.expires_at)",
+        &[(&ids, Type::UUID_ARRAY), (&user_id, Type::UUID), (&expiries, Type::TIMESTAMPTZ_ARRAY)],
+    )
+    .await
+    .context("recording a revoked access token")?;
     let mut pipe = redis::pipe();
     for (id, exp) in entries {
         pipe.set_ex(deny_key(state, *id), 1, deny_ttl(*exp))
