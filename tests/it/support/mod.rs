@@ -210,6 +210,17 @@ pub struct TestResponse {
 }
 
 impl TestResponse {
+    /// Asserts the answer tells the browser to forget the refresh cookie.
+    pub fn assert_refresh_cookie_cleared(&self) {
+        let cleared = self
+            .header("set-cookie")
+            .expect("the refresh cookie is cleared");
+        assert!(
+            cleared.starts_with("refresh_token=;") && cleared.contains("Max-Age=0"),
+            "{cleared}"
+        );
+    }
+
     pub async fn read<B>(res: http::Response<B>) -> Self
     where
         B: http_body::Body,
